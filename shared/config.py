@@ -1,0 +1,326 @@
+"""The geodeploy configuration: one YAML file, the single source of truth for the
+functions, the local sandbox, the Terraform in infra/ and CI.
+
+Pure: parsing and validation only. Reading the file's path from the environment is
+`shared.settings`' job. Every model forbids unknown keys, so a typo is an error that
+names the key (see docs/configuration.md for the reference).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared.errors import ConfigError
+
+__all__ = ["App", "Config", "Region", "load_config", "parse_config"]
+
+# Cloudflare's 13 geo-steering region codes.
+CloudflareRegionCode = Literal[
+    "WNAM", "ENAM", "WEU", "EEU", "NSAM", "SSAM", "OC", "ME", "NAF", "SAF", "SAS", "SEAS", "NEAS"
+]
+
+DnsLabel = Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")]
+GcpRegion = Annotated[str, Field(pattern=r"^[a-z]+-[a-z]+[0-9]+$")]
+Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+Ipv4 = Annotated[str, Field(pattern=r"^(\d{1,3})(\.\d{1,3}){3}$")]
+Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G)?$")]
+Percent = Annotated[str, Field(pattern=r"^[0-9]+%$")]
+# The longest an event-driven Cloud Function may run.
+EVENT_FUNCTION_TIMEOUT_SECONDS = 540
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClusterRef(_Model):
+    location: str = Field(min_length=1)  # a zone or a region, as GKE names it
+    name: DnsLabel
+
+    def resource_name(self, project: str) -> str:
+        return f"projects/{project}/locations/{self.location}/clusters/{self.name}"
+
+
+class StaticIp(_Model):
+    name: DnsLabel
+    address: Ipv4
+
+
+class RegionTraffic(_Model):
+    pool: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
+    geo_regions: list[CloudflareRegionCode] = Field(min_length=1)
+
+
+class Region(_Model):
+    name: GcpRegion
+    cluster: ClusterRef
+    static_ip: StaticIp
+    cloudflare: RegionTraffic
+    wave: int = Field(default=1, ge=1)
+
+
+class Probe(_Model):
+    path: str = Field(pattern=r"^/")
+    initial_delay_seconds: int = Field(ge=0)
+    timeout_seconds: int = Field(ge=1)
+    period_seconds: int = Field(ge=1)
+    failure_threshold: int = Field(ge=1)
+    success_threshold: int = Field(ge=1)
+
+
+class Resources(_Model):
+    requests_cpu: Quantity = "1"
+    requests_memory: Quantity = "100Mi"
+    limits_cpu: Quantity = "2"
+    limits_memory: Quantity = "380Mi"
+
+
+def _seed_readiness() -> Probe:
+    return Probe(
+        path="/_ready",
+        initial_delay_seconds=20,
+        timeout_seconds=4,
+        period_seconds=5,
+        failure_threshold=1,
+        success_threshold=2,
+    )
+
+
+def _seed_liveness() -> Probe:
+    return Probe(
+        path="/healthz",
+        initial_delay_seconds=20,
+        timeout_seconds=2,
+        period_seconds=2,
+        failure_threshold=5,
+        success_threshold=1,
+    )
+
+
+class Manifests(_Model):
+    """What the rendered objects are made of; every default is the seed article's value."""
+
+    container_name: DnsLabel = "app"
+    traffic_port: int = Field(default=8080, ge=1, le=65535)
+    monitoring_port: int = Field(default=8081, ge=1, le=65535)
+    service_port: int = Field(default=80, ge=1, le=65535)
+    min_replicas: int = Field(default=3, ge=1)
+    max_replicas: int = Field(default=5, ge=1)
+    cpu_target_percent: int = Field(default=200, ge=1)
+    min_available: int = Field(default=2, ge=0)
+    revision_history_limit: int = Field(default=2, ge=0)
+    max_unavailable: Percent = "25%"
+    max_surge: Percent = "200%"
+    resources: Resources = Resources()
+    readiness: Probe = Field(default_factory=_seed_readiness)
+    liveness: Probe = Field(default_factory=_seed_liveness)
+    env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = {}
+
+    @model_validator(mode="after")
+    def _check_counts(self) -> Manifests:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError("max_replicas must be at least min_replicas")
+        if self.min_available > self.min_replicas:
+            raise ValueError("min_available (the PDB) cannot exceed min_replicas")
+        if self.traffic_port == self.monitoring_port:
+            raise ValueError("traffic_port and monitoring_port must differ")
+        return self
+
+
+class App(_Model):
+    name: DnsLabel
+    # Artifact Registry repository path of the image, e.g. europe-docker.pkg.dev/p/repo/app
+    repository: Annotated[str, Field(pattern=r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+$")]
+    # A regular expression the pushed tag must match in full.
+    tag_filter: str = ".*"
+    # Whether a push that carries no tag at all deploys; set false when tags must gate.
+    deploy_untagged: bool = True
+    namespace: DnsLabel
+    manifests: Manifests = Manifests()
+
+    @field_validator("tag_filter")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as e:
+            raise ValueError(f"not a valid regular expression: {e}") from None
+        return value
+
+    def accepts_tag(self, tag: str | None) -> bool:
+        if tag is None:
+            return self.deploy_untagged
+        return re.fullmatch(self.tag_filter, tag) is not None
+
+
+class Monitor(_Model):
+    type: Literal["http", "https"] = "http"
+    method: Literal["GET", "HEAD"] = "GET"
+    path: str = Field(default="/", pattern=r"^/")
+    port: int = Field(default=0, ge=0, le=65535)  # 0: 80 for http, 443 for https
+    expected_codes: str = "200"
+    expected_body: str = ""
+    interval: int = Field(default=60, ge=10, le=3600)
+    timeout: int = Field(default=5, ge=1, le=10)
+    retries: int = Field(default=2, ge=0, le=5)
+    follow_redirects: bool = False
+    allow_insecure: bool = False
+    description: str = "geodeploy"
+
+
+class Cloudflare(_Model):
+    account_id: Hex32
+    zone_id: Hex32
+    hostname: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    app: DnsLabel  # the app whose regions the load balancer steers users to
+    api_token_secret: DnsLabel = "cloudflare-api-token"
+    fallback_region: GcpRegion | None = None  # default: the first region
+    proxied: bool = True
+    monitor: Monitor = Monitor()
+
+
+class Rollout(_Model):
+    progress_deadline_seconds: int = Field(default=240, ge=10)
+    # How long one deploy_region call may watch before it reports "progressing" and lets
+    # a redelivery finish the job; must stay inside the 540 s limit of event functions.
+    call_budget_seconds: int = Field(default=420, ge=10, le=EVENT_FUNCTION_TIMEOUT_SECONDS - 30)
+    history_limit: int = Field(default=10, ge=2, le=50)
+    # After an automatic rollback, how long the region must stay healthy before it is
+    # reported recovered (and its Cloudflare pool restored).
+    rollback_bake_seconds: int = Field(default=30, ge=0, le=300)
+    # Events older than this are dropped rather than retried for the 24 h retry window.
+    max_event_age_seconds: int = Field(default=3600, ge=60)
+
+
+class Drift(_Model):
+    schedule: str = "0 */6 * * *"
+    time_zone: str = "Etc/UTC"
+    heal: bool = False
+
+
+class Topics(_Model):
+    images: DnsLabel = "gcr"
+    deploy_prefix: DnsLabel = "geodeploy-deploy"  # one topic per region: <prefix>-<region>
+    results: DnsLabel = "geodeploy-results"
+    control: DnsLabel = "geodeploy-control"
+    drift: DnsLabel = "geodeploy-drift"
+    drift_reports: DnsLabel = "geodeploy-drift-reports"
+    # Where push subscriptions send a message after its last failed delivery attempt.
+    dead_letter: DnsLabel = "geodeploy-dead-letter"
+
+
+class Config(_Model):
+    version: Literal[1]
+    project: Annotated[str, Field(pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")]
+    # Prefixes every function, subscription and service account, so that several
+    # installations can share a project.
+    name: Annotated[str, Field(pattern=r"^[a-z][-a-z0-9]{0,14}$")] = "geodeploy"
+    field_manager: DnsLabel = "geodeploy"
+    # Where the central functions (push handling, waves, traffic, drift) run; default:
+    # the first region.
+    functions_region: GcpRegion | None = None
+    topics: Topics = Topics()
+    rollout: Rollout = Rollout()
+    drift: Drift = Drift()
+    cloudflare: Cloudflare
+    apps: list[App] = Field(min_length=1)
+    regions: list[Region] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Config:
+        _require_unique("apps", [a.name for a in self.apps])
+        _require_unique("regions", [r.name for r in self.regions])
+        _require_unique("regions[].cloudflare.pool", [r.cloudflare.pool for r in self.regions])
+        _require_unique("regions[].static_ip.address", [r.static_ip.address for r in self.regions])
+        _require_unique("apps[].repository", [a.repository for a in self.apps])
+        if self.cloudflare.app not in {a.name for a in self.apps}:
+            raise ValueError(f"cloudflare.app: no app named {self.cloudflare.app!r}")
+        fallback = self.cloudflare.fallback_region
+        if fallback is not None and fallback not in {r.name for r in self.regions}:
+            raise ValueError(f"cloudflare.fallback_region: no region named {fallback!r}")
+        return self
+
+    # --- look-ups the functions use -------------------------------------------------
+
+    def app(self, name: str) -> App:
+        return self._apps_by_name[name]
+
+    def region(self, name: str) -> Region:
+        return self._regions_by_name[name]
+
+    def app_for_repository(self, repository: str) -> App | None:
+        return next((a for a in self.apps if a.repository == repository), None)
+
+    @cached_property
+    def _apps_by_name(self) -> dict[str, App]:
+        return {a.name: a for a in self.apps}
+
+    @cached_property
+    def _regions_by_name(self) -> dict[str, Region]:
+        return {r.name: r for r in self.regions}
+
+    @property
+    def waves(self) -> list[int]:
+        return sorted({r.wave for r in self.regions})
+
+    def regions_in_wave(self, wave: int) -> list[Region]:
+        return [r for r in self.regions if r.wave == wave]
+
+    def next_wave(self, wave: int) -> int | None:
+        return next((w for w in self.waves if w > wave), None)
+
+    @property
+    def fallback_region(self) -> Region:
+        name = self.cloudflare.fallback_region
+        return self.region(name) if name else self.regions[0]
+
+    def deploy_topic(self, region: str) -> str:
+        return f"{self.topics.deploy_prefix}-{region}"
+
+
+def _require_unique(what: str, values: list[str]) -> None:
+    seen: set[str] = set()
+    for v in values:
+        if v in seen:
+            raise ValueError(f"{what}: {v!r} appears twice")
+        seen.add(v)
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    """Parses and validates config text; a ConfigError names the file and the bad key."""
+    import yaml  # imported here: only loading needs it
+
+    try:
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: " + "; ".join(_describe(err) for err in e.errors())) from None
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    return parse_config(text, str(path))
+
+
+def _describe(err: Any) -> str:
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+    if err["type"] == "extra_forbidden":
+        return f"{loc}: unknown key"
+    if err["type"] == "missing":
+        return f"{loc}: required key is missing"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return f"{loc}: {message}" if loc else message

@@ -1,0 +1,245 @@
+"""Message contracts: what travels on geodeploy's Pub/Sub topics.
+
+Every message geodeploy publishes is JSON with a `version` field; every message it
+receives is validated here before anything acts on it. Models are frozen; unknown keys
+are rejected, so a typo in a hand-published rollback is an error, not a silent no-op.
+docs/messages.md documents each contract with examples.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shared.errors import InvalidMessage
+
+__all__ = [
+    "ArtifactRegistryNotification",
+    "ControlMessage",
+    "DeployRequest",
+    "DeployResult",
+    "DriftCheckRequest",
+    "ImageRef",
+    "decode_pubsub_data",
+    "parse_message",
+]
+
+DIGEST_PATTERN = r"sha256:[0-9a-f]{64}"
+_IMAGE_WITH_DIGEST = re.compile(rf"^(?P<repo>[a-z0-9.-]+(?::[0-9]+)?(?:/[a-z0-9._-]+)+)@(?P<digest>{DIGEST_PATTERN})$")
+_IMAGE_WITH_TAG = re.compile(
+    r"^(?P<repo>[a-z0-9.-]+(?::[0-9]+)?(?:/[a-z0-9._-]+)+):(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$"
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image pinned by digest: `repository@sha256:...`."""
+
+    repository: str
+    digest: str
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+    @property
+    def short(self) -> str:
+        return self.digest.removeprefix("sha256:")[:12]
+
+    @classmethod
+    def parse(cls, reference: str) -> ImageRef:
+        m = _IMAGE_WITH_DIGEST.match(reference)
+        if not m:
+            raise ValueError(f"not an image pinned by digest (repository@sha256:<64 hex>): {reference!r}")
+        return cls(m["repo"], m["digest"])
+
+
+def split_tag_reference(reference: str) -> tuple[str, str]:
+    """`europe-docker.pkg.dev/p/r/app:v1` → (repository, tag); the tag follows the last
+    ':' after the last '/', so a registry port is not mistaken for a tag."""
+    m = _IMAGE_WITH_TAG.match(reference)
+    if not m:
+        raise ValueError(f"not a tagged image reference: {reference!r}")
+    return m["repo"], m["tag"]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+class _Lenient(BaseModel):
+    # Messages Google publishes may grow fields; we read only what we need.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+# --- Artifact Registry → topic `gcr` ---------------------------------------------------
+
+
+class ArtifactRegistryNotification(_Lenient):
+    """What Artifact Registry publishes on `gcr` (a digest, a tag, or both)."""
+
+    action: Literal["INSERT", "DELETE"] | str
+    digest: str | None = None
+    tag: str | None = None
+
+    def pinned_image(self) -> ImageRef | None:
+        """The image this notification pins, or None when it carries no digest."""
+        if not self.digest:
+            return None
+        return ImageRef.parse(self.digest)
+
+    def tag_name(self) -> str | None:
+        return split_tag_reference(self.tag)[1] if self.tag else None
+
+
+# --- per-region deploy requests and their results ---------------------------------------
+
+TriggerType = Literal["push", "manual", "rollback", "wave"]
+
+
+class Trigger(_Message):
+    """Why a release exists: the event that started it."""
+
+    type: TriggerType
+    event_id: str = Field(min_length=1)
+    tag: str | None = None
+    requested_by: str | None = None
+
+
+class DeployRequest(_Message):
+    """One region's instruction, on topic `<deploy_prefix>-<region>`."""
+
+    version: Literal[1] = 1
+    kind: Literal["deploy", "rollback"] = "deploy"
+    release_id: str = Field(pattern=r"^[a-z0-9-]{8,64}$")
+    app: str
+    region: str
+    # deploy: the image to run. rollback: a pinned image, or None for "previous".
+    image: str | None = None
+    trigger: Trigger
+    # When the triggering event was published; releases are ordered by it.
+    issued_at: datetime
+    wave: int = Field(default=1, ge=1)
+
+    @field_validator("image")
+    @classmethod
+    def _pinned(cls, value: str | None) -> str | None:
+        if value is not None:
+            ImageRef.parse(value)
+        return value
+
+    @field_validator("issued_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("issued_at needs a time zone (use Z for UTC)")
+        return value.astimezone(UTC)
+
+    def image_ref(self) -> ImageRef | None:
+        return ImageRef.parse(self.image) if self.image else None
+
+
+DeployStatus = Literal["succeeded", "progressing", "failed", "rolled_back", "superseded", "rejected"]
+
+
+class DeployResult(_Message):
+    """What a region reports after handling a DeployRequest, on the results topic."""
+
+    version: Literal[1] = 1
+    release_id: str
+    app: str
+    region: str
+    kind: Literal["deploy", "rollback"]
+    status: DeployStatus
+    reason: str = ""
+    message: str = ""
+    image: str | None = None
+    trigger: Trigger
+    issued_at: datetime
+    wave: int = 1
+    manifest_hash: str | None = None
+    # Set when an automatic rollback followed a failed rollout.
+    rolled_back_to: str | None = None
+    finished_at: datetime
+
+
+# --- control topic: manual rollback or deploy ------------------------------------------
+
+
+class ControlMessage(_Message):
+    """Published by hand or by the CLI on the control topic.
+
+    rollback: `{"version": 1, "action": "rollback", "app": "shop", "target": "previous"}`
+    deploy:   `{"version": 1, "action": "deploy", "app": "shop", "target": "<repo>@sha256:..."}`
+    """
+
+    version: Literal[1]
+    action: Literal["rollback", "deploy"]
+    app: str = Field(min_length=1)
+    regions: list[str] | None = Field(default=None, min_length=1)
+    # "previous", a bare "sha256:<hex>" (in the app's repository), or repository@sha256:<hex>
+    target: str = Field(min_length=1)
+    requested_by: str | None = Field(default=None, max_length=200)
+
+
+# --- drift topic -----------------------------------------------------------------------
+
+
+class DriftCheckRequest(_Message):
+    """Published by Cloud Scheduler (`{"version": 1}`) or the CLI."""
+
+    version: Literal[1] = 1
+    apps: list[str] | None = None
+    regions: list[str] | None = None
+    heal: bool | None = None  # None: the config's drift.heal decides
+
+
+# --- decoding --------------------------------------------------------------------------
+
+
+def decode_pubsub_data(event_data: Any) -> dict[str, Any]:
+    """The JSON object inside a CloudEvent's Pub/Sub message (base64 `message.data`)."""
+    try:
+        encoded = event_data["message"]["data"]
+    except (TypeError, KeyError):
+        raise InvalidMessage("not_a_pubsub_event", "no message.data in the event") from None
+    try:
+        raw = base64.b64decode(encoded or b"", validate=True)
+        value = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise InvalidMessage("not_json", "message data is not base64-encoded JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidMessage("not_json_object", "message data is JSON but not an object")
+    return value
+
+
+def parse_message(model: type[M], data: dict[str, Any]) -> M:
+    """Validates `data` against a contract; an InvalidMessage says which field is wrong."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<message>'}: "
+            f"{'unknown field' if err['type'] == 'extra_forbidden' else err['msg']}"
+            for err in e.errors()
+        )
+        raise InvalidMessage("invalid_message", f"{model.__name__}: {problems}") from None
+
+
+def release_id_for(app: str, image: ImageRef, event_id: str) -> str:
+    """A release id that is the same on every redelivery of the same event."""
+    key = hashlib.sha256(f"{app}\n{image.reference}\n{event_id}".encode()).hexdigest()[:10]
+    return f"{image.short[:8]}-{key}"

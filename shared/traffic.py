@@ -1,0 +1,163 @@
+"""Traffic decisions: how healthy each region is, which pools should take traffic, and
+what the Cloudflare objects should look like. Pure: no I/O, no clock.
+
+Safety rules (docs/architecture.md):
+- a region whose state cannot be read is not counted as healthy;
+- never disable the last enabled pool: with every region down, one pool keeps serving
+  (the fallback region's, or the one that was serving);
+- the load balancer always has a fallback pool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from shared.config import Config, Region
+from shared.releases import ReleaseRecord
+from shared.rollout import RolloutPhase, evaluate_rollout
+
+__all__ = [
+    "RegionHealth",
+    "assess_region",
+    "changed_fields",
+    "choose_enabled_pools",
+    "desired_load_balancer",
+    "desired_monitor",
+    "desired_pool",
+    "monitor_description",
+]
+
+Object = dict[str, Any]
+HealthState = Literal["healthy", "unhealthy", "unreachable"]
+
+
+@dataclass(frozen=True)
+class RegionHealth:
+    region: str
+    state: HealthState
+    reason: str
+    available: int = 0
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == "healthy"
+
+
+def assess_region(region: str, deployment: Object | None, record: ReleaseRecord, min_available: int) -> RegionHealth:
+    """A region is healthy when its app serves with at least the PDB's minimum of pods and
+    no failed release or automatic rollback is in progress there."""
+    if deployment is None:
+        return RegionHealth(region, "unhealthy", "not_deployed")
+    current = record.current
+    state = evaluate_rollout(deployment, min_available)
+    if current is not None and current.rollback_of and current.status != "succeeded":
+        return RegionHealth(region, "unhealthy", "rolling_back", state.available)
+    if current is not None and current.status == "failed":
+        return RegionHealth(region, "unhealthy", "release_failed", state.available)
+    if state.phase is RolloutPhase.FAILED:
+        return RegionHealth(region, "unhealthy", "rollout_failed", state.available)
+    if state.available < min_available:
+        return RegionHealth(region, "unhealthy", "below_min_available", state.available)
+    return RegionHealth(region, "healthy", "serving", state.available)
+
+
+def choose_enabled_pools(
+    config: Config, health: dict[str, RegionHealth], enabled_now: dict[str, bool]
+) -> dict[str, bool]:
+    """Which regions' pools take traffic: the healthy ones, and never none at all."""
+    wanted = {r.name: health[r.name].healthy for r in config.regions}
+    if any(wanted.values()):
+        return wanted
+    # Every region is down: keep one pool serving rather than none. Prefer one that
+    # already serves (no flapping), the fallback region's first.
+    order = [config.fallback_region, *(r for r in config.regions if r.name != config.fallback_region.name)]
+    keep = next((r for r in order if enabled_now.get(r.name)), config.fallback_region)
+    return {**wanted, keep.name: True}
+
+
+def monitor_description(config: Config) -> str:
+    """How geodeploy finds its monitor again (monitors have no name)."""
+    return f"geodeploy {config.cloudflare.app} {config.cloudflare.hostname}"
+
+
+def desired_monitor(config: Config) -> Object:
+    m = config.cloudflare.monitor
+    return {
+        "type": m.type,
+        "method": m.method,
+        "path": m.path,
+        "port": m.port,
+        "expected_codes": m.expected_codes,
+        "expected_body": m.expected_body,
+        "interval": m.interval,
+        "timeout": m.timeout,
+        "retries": m.retries,
+        "follow_redirects": m.follow_redirects,
+        "allow_insecure": m.allow_insecure,
+        # Probes hit the origin IP directly; the app still needs its own host name.
+        "header": {"Host": [config.cloudflare.hostname]},
+        "description": monitor_description(config),
+    }
+
+
+def desired_pool(region: Region, monitor_id: str, enabled: bool) -> Object:
+    return {
+        "name": region.cloudflare.pool,
+        "description": f"geodeploy {region.name}",
+        "enabled": enabled,
+        "minimum_origins": 1,
+        "monitor": monitor_id,
+        # Probe from where this region's users are (non-Enterprise plans must list regions).
+        "check_regions": sorted(region.cloudflare.geo_regions),
+        "origins": [{"name": region.name, "address": region.static_ip.address, "enabled": True, "weight": 1}],
+    }
+
+
+def desired_load_balancer(config: Config, pool_ids: dict[str, str]) -> Object:
+    """Geo steering: each Cloudflare region goes to its own region's pool first, then
+    the others in config order; the fallback region's pool catches the rest."""
+    ordered = [pool_ids[r.name] for r in config.regions]
+    region_pools: dict[str, list[str]] = {}
+    for region in config.regions:
+        own = pool_ids[region.name]
+        for code in region.cloudflare.geo_regions:
+            region_pools.setdefault(code, [own, *(p for p in ordered if p != own)])
+    return {
+        "name": config.cloudflare.hostname,
+        "description": f"geodeploy {config.cloudflare.app}",
+        "enabled": True,
+        "proxied": config.cloudflare.proxied,
+        "steering_policy": "geo",
+        "default_pools": ordered,
+        "fallback_pool": pool_ids[config.fallback_region.name],
+        "region_pools": region_pools,
+        "country_pools": {},
+        "pop_pools": {},
+    }
+
+
+def changed_fields(desired: Object, live: Object) -> Object:
+    """The desired fields whose live value differs: exactly what one PATCH must send."""
+    return {key: value for key, value in desired.items() if _normalize(key, live.get(key)) != _normalize(key, value)}
+
+
+def _normalize(key: str, value: Any) -> Any:
+    if key == "origins" and isinstance(value, list):
+        # The API adds read-only and defaulted fields to origins; compare what we set.
+        return [
+            {
+                "name": o.get("name"),
+                "address": o.get("address"),
+                "enabled": o.get("enabled", True),
+                "weight": float(o.get("weight", 1)),
+            }
+            for o in value
+        ]
+    if key == "check_regions" and isinstance(value, list):
+        return sorted(value)
+    if key in ("region_pools", "country_pools", "pop_pools") and value is None:
+        return {}
+    if key == "header" and value is None:
+        return {}
+    return value
