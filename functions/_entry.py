@@ -1,0 +1,76 @@
+"""The one place where outcomes become Pub/Sub acknowledgements.
+
+return → HTTP 200 → acked.  raise → HTTP 500 → redelivered (retries are on).
+- bad input (PermanentError): logged with its reason, acked, so no retry storm;
+- transient faults and work still in progress: raised, so Pub/Sub redelivers;
+- events older than rollout.max_event_age_seconds: logged and acked, so a poisoned
+  event cannot retry for the whole 24 h retry window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.errors import ConfigError, NotYet, PermanentError, TransientError
+from shared.logs import BoundLogger, configure_logging, get_logger
+
+__all__ = ["EventInfo", "run_handler"]
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    id: str
+    published_at: datetime
+    source: str
+
+
+Handler = Callable[[dict[str, Any], EventInfo, BoundLogger], None]
+
+
+def run_handler(function: str, cloud_event: Any, handler: Handler) -> None:
+    configure_logging()
+    from shared.contracts import decode_pubsub_data
+    from shared.settings import load_instance_config, load_settings
+
+    info = EventInfo(
+        id=str(cloud_event["id"]),
+        published_at=_parse_time(cloud_event["time"]),
+        source=str(cloud_event["source"]),
+    )
+    log = get_logger(function, function=function, event_id=info.id, region=load_settings().region)
+    try:
+        config = load_instance_config()
+        age = (datetime.now(UTC) - info.published_at).total_seconds()
+        if age > config.rollout.max_event_age_seconds:
+            log.warning("event_dropped", reason="too_old", age_seconds=round(age))
+            return
+        handler(decode_pubsub_data(cloud_event.data), info, log)
+    except PermanentError as e:
+        log.warning("event_rejected", reason=e.reason, detail=e.detail)
+    except NotYet as e:
+        log.info("work_in_progress", detail=str(e), outcome="redeliver")
+        raise
+    except TransientError as e:
+        log.error("transient_failure", error=type(e).__name__, detail=str(e), outcome="redeliver")
+        raise
+    except ConfigError as e:
+        # Not the event's fault: keep it (redelivered) until the config is fixed.
+        log.error("config_invalid", detail=str(e), outcome="redeliver")
+        raise
+    except Exception:
+        log.error("unexpected_error", exc_info=True, outcome="redeliver")
+        raise
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    text = str(value).replace("Z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return datetime.now(UTC)  # no usable time: treat as fresh rather than drop it
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -1,0 +1,43 @@
+"""Per-instance clients, created on first use and kept for the life of the instance."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from shared.settings import load_instance_config, load_settings
+
+if TYPE_CHECKING:
+    from shared.adapters.gke import ClusterConnector
+    from shared.adapters.kube import KubeClient
+    from shared.adapters.pubsub import Publisher
+    from shared.adapters.secrets import SecretReader
+    from shared.config import Region
+
+
+@lru_cache(maxsize=1)
+def publisher() -> Publisher:
+    from shared.adapters.pubsub import Publisher
+
+    return Publisher(load_instance_config().project)
+
+
+@lru_cache(maxsize=1)
+def clusters() -> ClusterConnector:
+    from shared.adapters.gke import ClusterConnector
+
+    config = load_instance_config()
+    return ClusterConnector(
+        config.project, field_manager=config.field_manager, gke_endpoint=load_settings().gke_endpoint
+    )
+
+
+def connect(region: Region) -> KubeClient:
+    return clusters().connect(region.cluster)
+
+
+@lru_cache(maxsize=1)
+def secrets() -> SecretReader:
+    from shared.adapters.secrets import SecretReader
+
+    return SecretReader(load_instance_config().project, endpoint=load_settings().secret_manager_endpoint)

@@ -1,0 +1,32 @@
+"""Control topic: a hand-published (or CLI-published) rollback or deploy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import functions_framework
+
+from functions import _wiring
+from functions._entry import EventInfo, run_handler
+from shared.logs import BoundLogger
+
+
+@functions_framework.cloud_event
+def on_control(cloud_event: Any) -> None:
+    run_handler("on_control", cloud_event, _handle)
+
+
+def _handle(data: dict[str, Any], event: EventInfo, log: BoundLogger) -> None:
+    from shared.contracts import ControlMessage, parse_message
+    from shared.flows.control import handle_control
+    from shared.settings import load_instance_config
+
+    message = parse_message(ControlMessage, data)
+    handle_control(
+        message,
+        event_id=event.id,
+        published_at=event.published_at,
+        config=load_instance_config(),
+        publisher=_wiring.publisher(),
+        log=log,
+    )

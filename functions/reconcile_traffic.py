@@ -1,0 +1,44 @@
+"""Results topic and drift topic: make Cloudflare's load balancer match the regions' health.
+Deployed with one instance and one request at a time, so reconciles never race."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import functions_framework
+
+from functions import _wiring
+from functions._entry import EventInfo, run_handler
+from shared.logs import BoundLogger
+
+if TYPE_CHECKING:
+    from shared.adapters.cloudflare_lb import CloudflareLB
+
+
+@functions_framework.cloud_event
+def reconcile_traffic(cloud_event: Any) -> None:
+    run_handler("reconcile_traffic", cloud_event, _handle)
+
+
+@lru_cache(maxsize=1)
+def cloudflare_client() -> CloudflareLB:
+    from shared.adapters.cloudflare_lb import CloudflareLB
+    from shared.settings import load_instance_config, load_settings
+
+    cf = load_instance_config().cloudflare
+    secrets = _wiring.secrets()
+    return CloudflareLB(
+        lambda: secrets.read(cf.api_token_secret),
+        account_id=cf.account_id,
+        zone_id=cf.zone_id,
+        base_url=load_settings().cloudflare_base_url,
+        on_auth_failure=lambda: secrets.forget(cf.api_token_secret),
+    )
+
+
+def _handle(data: dict[str, Any], event: EventInfo, log: BoundLogger) -> None:
+    from shared.flows.traffic import reconcile_traffic as reconcile
+    from shared.settings import load_instance_config
+
+    reconcile(load_instance_config(), connect=_wiring.connect, cloudflare=cloudflare_client(), log=log)

@@ -1,0 +1,93 @@
+"""on_control's job: validate a hand-published rollback or deploy message and turn it
+into per-region deploy requests. A bad message is rejected whole: nothing is sent."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from shared.adapters.pubsub import Publisher
+from shared.config import App, Config
+from shared.contracts import ControlMessage, DeployRequest, ImageRef, Trigger, release_id_for
+from shared.errors import InvalidMessage
+from shared.logs import BoundLogger
+from shared.planning import plan_region_requests
+
+__all__ = ["handle_control", "plan_control"]
+
+
+def handle_control(
+    message: ControlMessage,
+    *,
+    event_id: str,
+    published_at: datetime,
+    config: Config,
+    publisher: Publisher,
+    log: BoundLogger,
+) -> list[DeployRequest]:
+    requests = plan_control(message, event_id=event_id, published_at=published_at, config=config)
+    for request in requests:
+        publisher.publish(config.deploy_topic(request.region), request.to_bytes())
+    log.info(
+        f"{message.action}_requested",
+        app=message.app,
+        target=message.target,
+        regions=[r.region for r in requests],
+        release=requests[0].release_id,
+        requested_by=message.requested_by,
+    )
+    return requests
+
+
+def plan_control(
+    message: ControlMessage, *, event_id: str, published_at: datetime, config: Config
+) -> list[DeployRequest]:
+    """Pure: the requests a control message leads to; InvalidMessage says what is wrong."""
+    try:
+        app = config.app(message.app)
+    except KeyError:
+        raise InvalidMessage("unknown_app", f"no app named {message.app!r} in the config") from None
+    for name in message.regions or []:
+        if name not in {r.name for r in config.regions}:
+            raise InvalidMessage("unknown_region", f"{name!r} is not a region of the config")
+    image = _target_image(message, app)
+    if message.action == "deploy" and image is None:
+        raise InvalidMessage("deploy_needs_image", "a deploy names a digest, not 'previous'")
+    if message.action == "deploy" and image is not None and image.repository != app.repository:
+        raise InvalidMessage("image_not_allowed", f"{image.repository} is not {app.name}'s repository")
+    if image is not None:
+        release_id = release_id_for(app.name, image, event_id)
+    else:
+        release_id = "previous-" + hashlib.sha256(f"{app.name}\n{event_id}".encode()).hexdigest()[:10]
+    trigger = Trigger(
+        type="rollback" if message.action == "rollback" else "manual",
+        event_id=event_id,
+        requested_by=message.requested_by,
+    )
+    # Rollbacks go to every named region at once; manual deploys follow the waves.
+    regions = message.regions or ([r.name for r in config.regions] if message.action == "rollback" else None)
+    return plan_region_requests(
+        config,
+        app,
+        release_id=release_id,
+        image=image,
+        trigger=trigger,
+        issued_at=published_at,
+        kind=message.action,
+        regions=regions,
+    )
+
+
+def _target_image(message: ControlMessage, app: App) -> ImageRef | None:
+    target = message.target.strip()
+    if target == "previous":
+        return None
+    if target.startswith("sha256:"):
+        target = f"{app.repository}@{target}"
+    try:
+        return ImageRef.parse(target)
+    except ValueError:
+        raise InvalidMessage(
+            "invalid_target",
+            f"target must be 'previous', sha256:<64 hex> or <repository>@sha256:<64 hex>, got {message.target!r}",
+        ) from None

@@ -1,0 +1,217 @@
+"""check_drift's job: compare what runs with what was released, in every region and in
+Cloudflare; report every difference; heal when asked.
+
+    for each app and region: read the release record → render that release → for each
+    object: live read + server-side-apply dry run → differences → (heal: repair lists,
+    apply) ; then Cloudflare: desired objects vs live → (heal: reconcile traffic)
+    → publish one report
+
+A region that cannot be reached is reported as unreachable, not as drifted; a region
+whose release is still rolling out is skipped, so the check never fights a deploy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.adapters.cloudflare_lb import CloudflareLB
+from shared.adapters.kube import KubeClient, KubeRejected
+from shared.adapters.release_store import ReleaseStore
+from shared.config import App, Config, Region
+from shared.contracts import ImageRef
+from shared.drift import Difference, compare_object, list_repairs
+from shared.errors import ClusterUnreachable, PermanentError
+from shared.flows.traffic import read_region_health, reconcile_traffic
+from shared.logs import BoundLogger
+from shared.rendering import object_key, render_release
+from shared.traffic import (
+    changed_fields,
+    choose_enabled_pools,
+    desired_load_balancer,
+    desired_monitor,
+    desired_pool,
+    monitor_description,
+)
+
+__all__ = ["DriftReport", "check_drift"]
+
+Object = dict[str, Any]
+
+
+@dataclass
+class RegionDrift:
+    app: str
+    region: str
+    status: str  # in_sync | drifted | unreachable | no_release | release_in_progress
+    release: str | None = None
+    image: str | None = None
+    differences: list[Object] = field(default_factory=list)
+    healed: bool = False
+    detail: str = ""
+
+
+@dataclass
+class DriftReport:
+    checked_at: datetime
+    heal: bool
+    regions: list[RegionDrift]
+    cloudflare: list[Object] = field(default_factory=list)
+    cloudflare_healed: bool = False
+
+    @property
+    def drifted(self) -> bool:
+        return any(r.status == "drifted" for r in self.regions) or bool(self.cloudflare)
+
+    def as_message(self) -> Object:
+        return {
+            "version": 1,
+            "checked_at": self.checked_at.isoformat(),
+            "heal": self.heal,
+            "drifted": self.drifted,
+            "regions": [r.__dict__ for r in self.regions],
+            "cloudflare": {"differences": self.cloudflare, "healed": self.cloudflare_healed},
+        }
+
+
+def check_drift(
+    config: Config,
+    *,
+    connect: Callable[[Region], KubeClient],
+    cloudflare: CloudflareLB | None,
+    heal: bool,
+    now: datetime,
+    log: BoundLogger,
+    apps: list[str] | None = None,
+    regions: list[str] | None = None,
+) -> DriftReport:
+    report = DriftReport(checked_at=now, heal=heal, regions=[])
+    for app in config.apps:
+        if apps and app.name not in apps:
+            continue
+        for region in config.regions:
+            if regions and region.name not in regions:
+                continue
+            result = _check_region(config, app, region, connect, heal)
+            report.regions.append(result)
+            for d in result.differences:
+                log.warning("drift_detected", app=app.name, region=region.name, healed=result.healed, **d)
+            if result.status == "unreachable":
+                log.warning("region_unreachable", app=app.name, region=region.name, detail=result.detail)
+    if cloudflare is not None and (not apps or config.cloudflare.app in apps):
+        report.cloudflare = _cloudflare_differences(config, connect, cloudflare)
+        for d in report.cloudflare:
+            log.warning("drift_detected", system="cloudflare", **d)
+        if heal and report.cloudflare:
+            reconcile_traffic(config, connect=connect, cloudflare=cloudflare, log=log)
+            report.cloudflare_healed = True
+    log.info(
+        "drift_checked",
+        drifted=report.drifted,
+        heal=heal,
+        regions={f"{r.app}/{r.region}": r.status for r in report.regions},
+        cloudflare_differences=len(report.cloudflare),
+    )
+    return report
+
+
+def _check_region(
+    config: Config, app: App, region: Region, connect: Callable[[Region], KubeClient], heal: bool
+) -> RegionDrift:
+    try:
+        kube = connect(region)
+        record, _ = ReleaseStore(kube, app).read()
+        current = record.current
+        if current is None:
+            return RegionDrift(app.name, region.name, "no_release")
+        result = RegionDrift(app.name, region.name, "in_sync", current.release_id, current.image)
+        if current.status in ("applying", "progressing"):
+            result.status = "release_in_progress"
+            return result
+        rendered = render_release(config, app, region, ImageRef.parse(current.image))
+        if rendered.manifest_hash != current.manifest_hash:
+            result.detail = "the config changed since this release; comparing with the current config"
+        drifted: list[tuple[Object, list[Difference]]] = []
+        for desired in rendered.objects:
+            differences = _compare_live(kube, desired)
+            if differences:
+                drifted.append((desired, differences))
+                result.differences += [d.as_dict() for d in differences]
+        if drifted:
+            result.status = "drifted"
+            if heal:
+                for desired, differences in drifted:
+                    _heal(kube, desired, differences)
+                result.healed = True
+        return result
+    except (ClusterUnreachable, PermanentError) as e:
+        return RegionDrift(app.name, region.name, "unreachable", detail=str(e)[:200])
+
+
+def _compare_live(kube: KubeClient, desired: Object) -> list[Difference]:
+    meta = desired["metadata"]
+    live = kube.get(desired["apiVersion"], desired["kind"], meta["name"], meta.get("namespace"))
+    dry_run = None
+    if live is not None:
+        try:
+            dry_run = kube.apply(desired, dry_run=True)
+        except KubeRejected:
+            dry_run = None  # e.g. a hand-added list item clashes with ours: compare as rendered
+    return compare_object(object_key(desired), desired, live, dry_run)
+
+
+def _heal(kube: KubeClient, desired: Object, differences: list[Difference]) -> None:
+    """Lists altered by hand are replaced whole (guarded by the resourceVersion just read);
+    then a server-side apply with our field manager restores every field we own."""
+    repairs = list_repairs(differences, desired)
+    meta = desired["metadata"]
+    if repairs:
+        live = kube.get(desired["apiVersion"], desired["kind"], meta["name"], meta.get("namespace"))
+        if live is not None:
+            guard = {"op": "test", "path": "/metadata/resourceVersion", "value": live["metadata"]["resourceVersion"]}
+            kube.json_patch(
+                desired["apiVersion"], desired["kind"], meta["name"], meta.get("namespace"), [guard, *repairs]
+            )
+    kube.apply(desired)
+
+
+def _cloudflare_differences(
+    config: Config, connect: Callable[[Region], KubeClient], cloudflare: CloudflareLB
+) -> list[Object]:
+    health = {r.name: read_region_health(config, r, connect) for r in config.regions}
+    found: list[Object] = []
+    description = monitor_description(config)
+    monitor = next((m for m in cloudflare.list_monitors() if m.get("description") == description), None)
+    if monitor is None:
+        found.append({"object": "monitor", "path": "", "expected": "present", "live": "<absent>"})
+    else:
+        found += _field_differences("monitor", desired_monitor(config), monitor)
+    pools = {p.get("name"): p for p in cloudflare.list_pools()}
+    enabled_now = {r.name: bool(pools.get(r.cloudflare.pool, {}).get("enabled")) for r in config.regions}
+    enabled = choose_enabled_pools(config, health, enabled_now)
+    for region in config.regions:
+        pool = pools.get(region.cloudflare.pool)
+        if pool is None:
+            found.append(
+                {"object": f"pool/{region.cloudflare.pool}", "path": "", "expected": "present", "live": "<absent>"}
+            )
+            continue
+        desired = desired_pool(region, monitor["id"] if monitor else "", enabled[region.name])
+        found += _field_differences(f"pool/{region.cloudflare.pool}", desired, pool)
+    hostname = config.cloudflare.hostname
+    lb = next((b for b in cloudflare.list_load_balancers() if b.get("name") == hostname), None)
+    if lb is None:
+        found.append({"object": f"load_balancer/{hostname}", "path": "", "expected": "present", "live": "<absent>"})
+    elif all(r.cloudflare.pool in pools for r in config.regions):
+        pool_ids = {r.name: str(pools[r.cloudflare.pool]["id"]) for r in config.regions}
+        found += _field_differences(f"load_balancer/{hostname}", desired_load_balancer(config, pool_ids), lb)
+    return found
+
+
+def _field_differences(name: str, desired: Object, live: Object) -> list[Object]:
+    return [
+        {"object": name, "path": key, "expected": value, "live": live.get(key)}
+        for key, value in changed_fields(desired, live).items()
+    ]

@@ -1,0 +1,78 @@
+"""on_image_pushed's job: turn an Artifact Registry notification into one deploy request
+per region of the first wave, or explain in the log why it does not deploy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared.adapters.pubsub import Publisher
+from shared.config import Config
+from shared.contracts import ArtifactRegistryNotification, DeployRequest, Trigger, release_id_for
+from shared.logs import BoundLogger
+from shared.planning import plan_region_requests
+
+__all__ = ["IgnoredPush", "handle_image_pushed"]
+
+
+@dataclass(frozen=True)
+class IgnoredPush:
+    reason: str
+    detail: str
+
+
+def handle_image_pushed(
+    notification: ArtifactRegistryNotification,
+    *,
+    event_id: str,
+    published_at: datetime,
+    config: Config,
+    publisher: Publisher,
+    log: BoundLogger,
+) -> list[DeployRequest] | IgnoredPush:
+    outcome = plan_push(notification, event_id=event_id, published_at=published_at, config=config)
+    if isinstance(outcome, IgnoredPush):
+        log.info(
+            "push_ignored",
+            reason=outcome.reason,
+            detail=outcome.detail,
+            digest=notification.digest,
+            tag=notification.tag,
+        )
+        return outcome
+    first = outcome[0]
+    log = log.bind(app=first.app, release=first.release_id, image=first.image)
+    for request in outcome:
+        publisher.publish(config.deploy_topic(request.region), request.to_bytes())
+    log.info("deploy_requested", regions=[r.region for r in outcome], wave=first.wave)
+    return outcome
+
+
+def plan_push(
+    notification: ArtifactRegistryNotification, *, event_id: str, published_at: datetime, config: Config
+) -> list[DeployRequest] | IgnoredPush:
+    """Pure: the requests a notification leads to, or why it leads to none."""
+    if notification.action != "INSERT":
+        return IgnoredPush("not_an_insert", f"action {notification.action}")
+    try:
+        image = notification.pinned_image()
+        tag = notification.tag_name()
+    except ValueError as e:
+        return IgnoredPush("unparseable_reference", str(e))
+    if image is None:
+        return IgnoredPush("no_digest", "a tag-only notification cannot be pinned to a digest")
+    app = config.app_for_repository(image.repository)
+    if app is None:
+        return IgnoredPush("unknown_repository", f"no app deploys {image.repository}")
+    if not app.accepts_tag(tag):
+        why = f"tag {tag!r} does not match {app.tag_filter!r}" if tag else "untagged pushes are not deployed"
+        return IgnoredPush("tag_filtered", why)
+    trigger = Trigger(type="push", event_id=event_id, tag=tag)
+    return plan_region_requests(
+        config,
+        app,
+        release_id=release_id_for(app.name, image, event_id),
+        image=image,
+        trigger=trigger,
+        issued_at=published_at,
+    )

@@ -1,0 +1,214 @@
+"""reconcile_traffic's job: make Cloudflare's geo load balancer match the regions' real
+health.
+
+    read every region's health → monitor → one pool per region (drain / restore) →
+    load balancer → remove duplicates → compare with Cloudflare's own health view
+
+Objects are found by name (the monitor by its description), so a retried reconcile never
+creates duplicates; each object that differs gets one PATCH of the changed fields; a
+reconcile with nothing to change makes no writes. A reconcile that fails half-way is
+safe to run again: every step starts from what Cloudflare holds now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.adapters.cloudflare_lb import CloudflareLB
+from shared.adapters.kube import KubeClient
+from shared.adapters.release_store import ReleaseStore
+from shared.config import Config, Region
+from shared.errors import ClusterUnreachable, PermanentError
+from shared.logs import BoundLogger
+from shared.traffic import (
+    RegionHealth,
+    assess_region,
+    changed_fields,
+    choose_enabled_pools,
+    desired_load_balancer,
+    desired_monitor,
+    desired_pool,
+    monitor_description,
+)
+
+__all__ = ["TrafficReport", "read_region_health", "reconcile_traffic"]
+
+Object = dict[str, Any]
+
+
+@dataclass
+class TrafficReport:
+    health: dict[str, RegionHealth]
+    pools_enabled: dict[str, bool]
+    writes: int = 0
+    changes: list[str] = field(default_factory=list)
+    # Regions where Cloudflare's probes and the cluster disagree about health.
+    disagreements: list[dict[str, Any]] = field(default_factory=list)
+
+
+def read_region_health(config: Config, region: Region, connect: Callable[[Region], KubeClient]) -> RegionHealth:
+    app = config.app(config.cloudflare.app)
+    try:
+        kube = connect(region)
+        deployment = kube.get("apps/v1", "Deployment", app.name, app.namespace)
+        record, _ = ReleaseStore(kube, app).read()
+    except (ClusterUnreachable, PermanentError) as e:
+        return RegionHealth(region.name, "unreachable", str(e)[:200])
+    return assess_region(region.name, deployment, record, app.manifests.min_available)
+
+
+def reconcile_traffic(
+    config: Config,
+    *,
+    connect: Callable[[Region], KubeClient],
+    cloudflare: CloudflareLB,
+    log: BoundLogger,
+    health: dict[str, RegionHealth] | None = None,
+) -> TrafficReport:
+    health = health or {r.name: read_region_health(config, r, connect) for r in config.regions}
+    writes_before = cloudflare.writes
+    changes: list[str] = []
+
+    monitor_id, monitors = _ensure_monitor(config, cloudflare, changes)
+    pools = cloudflare.list_pools()
+    by_name = _group_by(pools, "name")
+    enabled_now = {r.name: _first(by_name.get(r.cloudflare.pool, [])).get("enabled", False) for r in config.regions}
+    enabled = choose_enabled_pools(config, health, enabled_now)
+    pool_ids: dict[str, str] = {}
+    for region in config.regions:
+        desired = desired_pool(region, monitor_id, enabled[region.name])
+        pool_ids[region.name] = _ensure(
+            f"pool {region.cloudflare.pool}",
+            desired,
+            _first(by_name.get(region.cloudflare.pool, [])),
+            create=lambda body, name=region.cloudflare.pool: cloudflare.create_pool(
+                body, lambda: _find(cloudflare.list_pools(), "name", name)
+            ),
+            edit=cloudflare.edit_pool,
+            changes=changes,
+        )
+    lb = _ensure(
+        f"load balancer {config.cloudflare.hostname}",
+        desired_load_balancer(config, pool_ids),
+        _find(cloudflare.list_load_balancers(), "name", config.cloudflare.hostname),
+        create=lambda body: cloudflare.create_load_balancer(
+            body, lambda: _find(cloudflare.list_load_balancers(), "name", config.cloudflare.hostname)
+        ),
+        edit=cloudflare.edit_load_balancer,
+        changes=changes,
+    )
+    for region in config.regions:
+        _remove_duplicates(
+            f"pool {region.cloudflare.pool}",
+            by_name.get(region.cloudflare.pool, []),
+            pool_ids[region.name],
+            cloudflare.delete_pool,
+            changes,
+        )
+    _remove_duplicates("monitor", monitors, monitor_id, cloudflare.delete_monitor, changes)
+    report = TrafficReport(
+        health=health,
+        pools_enabled=enabled,
+        writes=cloudflare.writes - writes_before,
+        changes=changes,
+        disagreements=_disagreements(config, health, by_name),
+    )
+    log.info(
+        "traffic_reconciled",
+        load_balancer=lb,
+        writes=report.writes,
+        changes=changes,
+        pools_enabled=enabled,
+        health={name: f"{h.state}:{h.reason}" for name, h in health.items()},
+        disagreements=report.disagreements,
+    )
+    for region, h in health.items():
+        if not enabled[region] and h.state != "healthy":
+            log.warning("region_drained", drained_region=region, reason=h.reason)
+    if report.disagreements:
+        log.warning("health_disagreement", disagreements=report.disagreements)
+    return report
+
+
+def _ensure_monitor(config: Config, cloudflare: CloudflareLB, changes: list[str]) -> tuple[str, list[Object]]:
+    description = monitor_description(config)
+    monitors = _group_by(cloudflare.list_monitors(), "description").get(description, [])
+    monitor_id = _ensure(
+        "monitor",
+        desired_monitor(config),
+        _first(monitors),
+        create=lambda body: cloudflare.create_monitor(
+            body, lambda: _find(cloudflare.list_monitors(), "description", description)
+        ),
+        edit=cloudflare.edit_monitor,
+        changes=changes,
+    )
+    return monitor_id, monitors
+
+
+def _ensure(
+    what: str,
+    desired: Object,
+    live: Object,
+    *,
+    create: Callable[[Object], Object],
+    edit: Callable[[str, Object], Object],
+    changes: list[str],
+) -> str:
+    """Creates the object if missing, or PATCHes exactly its changed fields; returns its id."""
+    if not live:
+        created = create(desired)
+        changes.append(f"created {what}")
+        return str(created["id"])
+    delta = changed_fields(desired, live)
+    if delta:
+        edit(str(live["id"]), delta)
+        changes.append(f"updated {what}: {', '.join(sorted(delta))}")
+    return str(live["id"])
+
+
+def _remove_duplicates(
+    what: str, objects: list[Object], keep: str, delete: Callable[[str], None], changes: list[str]
+) -> None:
+    """Objects sharing a managed name with the one in use (left by an earlier create whose
+    answer was lost) are deleted, once nothing we manage points at them any more."""
+    for obj in objects:
+        if obj["id"] != keep:
+            delete(obj["id"])
+            changes.append(f"deleted duplicate {what} ({obj['id']})")
+
+
+def _disagreements(config: Config, health: dict[str, RegionHealth], by_name: dict[str, list[Object]]) -> list[Object]:
+    found = []
+    for region in config.regions:
+        pool = _first(by_name.get(region.cloudflare.pool, []))
+        cloudflare_says = pool.get("healthy")
+        cluster = health[region.name]
+        if not pool.get("enabled") or cloudflare_says is None or cluster.state == "unreachable":
+            continue  # disabled pools are not probed; unknown is not a disagreement
+        if bool(cloudflare_says) != cluster.healthy:
+            found.append(
+                {
+                    "region": region.name,
+                    "cluster": f"{cluster.state}:{cluster.reason}",
+                    "cloudflare_healthy": bool(cloudflare_says),
+                }
+            )
+    return found
+
+
+def _group_by(objects: list[Object], key: str) -> dict[str, list[Object]]:
+    grouped: dict[str, list[Object]] = {}
+    for obj in sorted(objects, key=lambda o: str(o.get("created_on", ""))):  # oldest first
+        grouped.setdefault(str(obj.get(key)), []).append(obj)
+    return grouped
+
+
+def _first(objects: list[Object]) -> Object:
+    return objects[0] if objects else {}
+
+
+def _find(objects: list[Object], key: str, value: str) -> Object | None:
+    return next(iter(_group_by(objects, key).get(value, [])), None)

@@ -1,0 +1,91 @@
+"""Wave advance: when every region of a wave has run a release successfully, the next
+wave's regions get their deploy requests. A failed region halts the release there.
+
+The truth is read from the clusters' release records, not from the results seen so far,
+so duplicate or reordered results cannot advance a wave early; publishing the next
+wave twice is harmless (the regions treat it as a redelivery).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shared.adapters.kube import KubeClient
+from shared.adapters.pubsub import Publisher
+from shared.adapters.release_store import ReleaseStore
+from shared.config import Config, Region
+from shared.contracts import DeployResult, ImageRef
+from shared.errors import ClusterUnreachable
+from shared.logs import BoundLogger
+from shared.planning import plan_region_requests
+
+__all__ = ["advance_waves"]
+
+
+@dataclass(frozen=True)
+class WaveStatus:
+    wave: int
+    succeeded: list[str]
+    pending: list[str]  # still rolling out, or not yet reporting
+    failed: list[str]
+
+
+def advance_waves(
+    result: DeployResult,
+    *,
+    config: Config,
+    connect: Callable[[Region], KubeClient],
+    publisher: Publisher,
+    log: BoundLogger,
+) -> list[str]:
+    """Returns the regions that were sent the next wave (empty when nothing advanced)."""
+    log = log.bind(app=result.app, release=result.release_id, wave=result.wave)
+    if result.kind != "deploy" or result.status not in ("succeeded", "failed", "rolled_back"):
+        return []
+    if result.status != "succeeded":
+        log.warning("wave_halted", region=result.region, status=result.status, reason=result.reason)
+        return []
+    following = config.next_wave(result.wave)
+    if following is None:
+        log.info("all_waves_done")
+        return []
+    status = _wave_status(result, config, connect)
+    if status.failed or status.pending:
+        log.info("wave_not_complete", succeeded=status.succeeded, pending=status.pending, failed=status.failed)
+        return []
+    app = config.app(result.app)
+    assert result.image is not None
+    requests = plan_region_requests(
+        config,
+        app,
+        release_id=result.release_id,
+        image=ImageRef.parse(result.image),
+        trigger=result.trigger,
+        issued_at=result.issued_at,
+        wave=following,
+    )
+    for request in requests:
+        publisher.publish(config.deploy_topic(request.region), request.to_bytes())
+    regions = [r.region for r in requests]
+    log.info("wave_advanced", next_wave=following, regions=regions)
+    return regions
+
+
+def _wave_status(result: DeployResult, config: Config, connect: Callable[[Region], KubeClient]) -> WaveStatus:
+    app = config.app(result.app)
+    succeeded, pending, failed = [], [], []
+    for region in config.regions_in_wave(result.wave):
+        try:
+            record, _ = ReleaseStore(connect(region), app).read()
+        except ClusterUnreachable:
+            pending.append(region.name)  # unknown is not success
+            continue
+        release = record.find(result.release_id)
+        if release is None or release.status in ("applying", "progressing"):
+            pending.append(region.name)
+        elif release.status == "succeeded":
+            succeeded.append(region.name)
+        else:
+            failed.append(region.name)
+    return WaveStatus(result.wave, succeeded, pending, failed)
