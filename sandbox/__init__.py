@@ -1,0 +1,1 @@
+"""Local multi-region sandbox: control planes, Pub/Sub emulator, stand-ins."""

@@ -1,0 +1,159 @@
+"""Drives a running sandbox the way a user and Artifact Registry would: publish pushes and
+control messages, read what runs in each region with kubectl, read published results
+and the functions' logs. Used by the sandbox tests, the demo and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sandbox.emulator import ensure_pull_subscription, publish, pull
+from sandbox.stack import Sandbox
+from shared.config import Config
+from shared.releases import ReleaseRecord
+
+__all__ = ["SandboxDriver", "digest_for", "wait_until"]
+
+T = TypeVar("T")
+
+
+def digest_for(label: str) -> str:
+    """A stable, valid digest for a test image named `label`."""
+    return "sha256:" + hashlib.sha256(label.encode()).hexdigest()
+
+
+def wait_until(probe: Callable[[], T], timeout: float, what: str, interval: float = 0.25) -> T:
+    """Polls `probe` until it returns something truthy; fails with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: T = probe()
+    while not last:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
+        last = probe()
+    return last
+
+
+class SandboxDriver:
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self._results: dict[str, list[dict[str, Any]]] = {}
+        self._reports: dict[str, list[dict[str, Any]]] = {}
+        for path, config in self.configs.items():
+            host = self._emulator_host
+            ensure_pull_subscription(host, config.project, f"observer-{path.stem}-results", config.topics.results)
+            ensure_pull_subscription(host, config.project, f"observer-{path.stem}-drift", config.topics.drift_reports)
+
+    @property
+    def configs(self) -> dict[Path, Config]:
+        return dict(zip(self.sandbox.config_paths, self.sandbox.configs, strict=True))
+
+    def config(self, stem: str) -> tuple[Path, Config]:
+        return next((p, c) for p, c in self.configs.items() if p.stem == stem)
+
+    @property
+    def _emulator_host(self) -> str:
+        assert self.sandbox.emulator is not None
+        return self.sandbox.emulator.host
+
+    # --- publishing --------------------------------------------------------------------
+
+    def push_image(self, config: Config, digest: str, tag: str | None = None, app: str | None = None) -> str:
+        """Publishes what Artifact Registry publishes on `gcr` for a push."""
+        repository = config.app(app or config.apps[0].name).repository
+        message: dict[str, str] = {"action": "INSERT", "digest": f"{repository}@{digest}"}
+        if tag is not None:
+            message["tag"] = f"{repository}:{tag}"
+        return self.publish(config, config.topics.images, message)
+
+    def publish(self, config: Config, topic: str, message: dict[str, Any] | bytes) -> str:
+        data = message if isinstance(message, bytes) else json.dumps(message).encode()
+        return publish(self._emulator_host, config.project, topic, data)
+
+    # --- reading the regions -------------------------------------------------------------
+
+    def kubectl(self, config: Config, region: str, *args: str, check: bool = True) -> str:
+        assert self.sandbox.clusters is not None
+        cluster = config.region(region).cluster.name
+        return self.sandbox.clusters.kubectl(cluster, *args, check=check).stdout
+
+    def get(self, config: Config, region: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        out = self.kubectl(config, region, "-n", namespace, "get", kind, name, "-o", "json", "--ignore-not-found",
+                           "--show-managed-fields")
+        return json.loads(out) if out.strip() else None
+
+    def deployment(self, config: Config, region: str, app: str | None = None) -> dict[str, Any] | None:
+        a = config.app(app or config.apps[0].name)
+        return self.get(config, region, "deployment", a.name, a.namespace)
+
+    def running_image(self, config: Config, region: str, app: str | None = None) -> str | None:
+        """The image of a Deployment whose rollout is done and Available, else None."""
+        d = self.deployment(config, region, app)
+        if d is None:
+            return None
+        status = d.get("status", {})
+        available = any(c["type"] == "Available" and c["status"] == "True" for c in status.get("conditions", []))
+        done = (
+            d["metadata"]["generation"] <= status.get("observedGeneration", 0)
+            and status.get("updatedReplicas", 0) == status.get("replicas", -1) == status.get("availableReplicas", -2)
+        )
+        image: str = d["spec"]["template"]["spec"]["containers"][0]["image"]
+        return image if available and done else None
+
+    def release_record(self, config: Config, region: str, app: str | None = None) -> ReleaseRecord:
+        a = config.app(app or config.apps[0].name)
+        cm = self.get(config, region, "configmap", f"geodeploy-releases-{a.name}", a.namespace)
+        return ReleaseRecord.model_validate_json(cm["data"]["releases.json"]) if cm else ReleaseRecord()
+
+    def wait_for_image(self, config: Config, regions: list[str], image: str, timeout: float = 90) -> None:
+        def all_running() -> bool:
+            return all(self.running_image(config, r) == image for r in regions)
+
+        wait_until(all_running, timeout, f"{image} running and Available in {regions}")
+
+    def stop_region(self, config: Config, region: str) -> None:
+        assert self.sandbox.clusters is not None
+        self.sandbox.clusters.stop(config.region(region).cluster.name)
+
+    def start_region(self, config: Config, region: str) -> None:
+        assert self.sandbox.clusters is not None
+        self.sandbox.clusters.start(config.region(region).cluster.name)
+
+    # --- results, reports and logs --------------------------------------------------------
+
+    def results(self, config: Config) -> list[dict[str, Any]]:
+        """Every deploy result published so far (kept across calls)."""
+        return self._drain(config, "results", self._results)
+
+    def drift_reports(self, config: Config) -> list[dict[str, Any]]:
+        return self._drain(config, "drift", self._reports)
+
+    def _drain(self, config: Config, kind: str, buffer: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        path = next(p for p, c in self.configs.items() if c is config)
+        seen = buffer.setdefault(path.stem, [])
+        for message in pull(self._emulator_host, config.project, f"observer-{path.stem}-{kind}", 100, timeout=0.5):
+            seen.append(json.loads(message.data))
+        return list(seen)
+
+    def wait_for_result(self, config: Config, match: Callable[[dict[str, Any]], bool], timeout: float = 90,
+                        what: str = "a deploy result") -> dict[str, Any]:
+        def found() -> dict[str, Any] | None:
+            return next((r for r in self.results(config) if match(r)), None)
+
+        return wait_until(found, timeout, what)
+
+    def log_events(self, config_path: Path, function: str) -> list[dict[str, Any]]:
+        """The JSON log lines a function wrote (what Cloud Logging would show)."""
+        events = []
+        for line in self.sandbox.function_log(config_path, function).read_text().splitlines():
+            if line.startswith("{"):
+                try:
+                    events.append(json.loads(line))
+                except ValueError:
+                    continue
+        return events

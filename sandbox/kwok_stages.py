@@ -1,0 +1,140 @@
+"""kwok Stage resources for the sandbox clusters: fake nodes come up Ready, pods become
+Running and Ready, deleted pods go away, and pods of the designated broken image start
+but never become Ready, so a rollout of it stalls into ProgressDeadlineExceeded.
+
+kwokctl uses its built-in stages only when a config supplies none, so supplying the
+broken-image stage means supplying the whole set; these are written for geodeploy's
+needs (no init containers, no Jobs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["BROKEN_DIGEST_PREFIX", "broken_digest", "stages"]
+
+# Any image whose digest starts with this never becomes Ready in the sandbox.
+BROKEN_DIGEST_PREFIX = "sha256:0badc0de"
+
+
+def broken_digest(suffix: str = "1") -> str:
+    """A syntactically valid digest that the sandbox treats as a broken image."""
+    hex_part = BROKEN_DIGEST_PREFIX.removeprefix("sha256:") + suffix
+    return "sha256:" + hex_part.ljust(64, "0")[:64]
+
+
+_IS_BROKEN = f'.spec.containers.[].image | split("@") | .[1] // "" | startswith("{BROKEN_DIGEST_PREFIX}")'
+
+_NODE_STATUS = """
+{{ $now := Now }}
+conditions:
+{{ range NodeConditions }}
+- lastHeartbeatTime: {{ $now | Quote }}
+  lastTransitionTime: {{ $now | Quote }}
+  message: {{ .message | Quote }}
+  reason: {{ .reason | Quote }}
+  status: {{ .status | Quote }}
+  type: {{ .type | Quote }}
+{{ end }}
+addresses:
+{{ with NodeIP }}
+- address: {{ . | Quote }}
+  type: InternalIP
+{{ end }}
+{{ with NodeName }}
+- address: {{ . | Quote }}
+  type: Hostname
+{{ end }}
+allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
+capacity: {cpu: "32", memory: 256Gi, pods: "110"}
+nodeInfo:
+  architecture: amd64
+  operatingSystem: linux
+  kubeletVersion: {{ printf "kwok-%s" Version | Quote }}
+phase: Running
+"""
+
+
+def _pod_status(ready: bool) -> str:
+    flag = "true" if ready else "false"
+    condition = '"True"' if ready else '"False"'
+    return f"""
+{{{{ $now := Now }}}}
+conditions:
+- {{type: Initialized, status: "True", lastTransitionTime: {{{{ $now | Quote }}}}}}
+- {{type: PodScheduled, status: "True", lastTransitionTime: {{{{ $now | Quote }}}}}}
+- {{type: ContainersReady, status: {condition}, lastTransitionTime: {{{{ $now | Quote }}}}}}
+- {{type: Ready, status: {condition}, lastTransitionTime: {{{{ $now | Quote }}}}}}
+containerStatuses:
+{{{{ range .spec.containers }}}}
+- image: {{{{ .image | Quote }}}}
+  name: {{{{ .name | Quote }}}}
+  ready: {flag}
+  started: true
+  restartCount: 0
+  state:
+    running:
+      startedAt: {{{{ $now | Quote }}}}
+{{{{ end }}}}
+{{{{ with NodeIPWith .spec.nodeName }}}}
+hostIP: {{{{ . | Quote }}}}
+{{{{ end }}}}
+{{{{ with PodIPWith .spec.nodeName false (or .metadata.uid "") (or .metadata.name "") (or .metadata.namespace "") }}}}
+podIP: {{{{ . | Quote }}}}
+{{{{ end }}}}
+phase: Running
+startTime: {{{{ $now | Quote }}}}
+"""
+
+
+def _stage(
+    name: str, kind: str, expressions: list[dict[str, Any]], next_: dict[str, Any], delay_ms: int | None = None
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "resourceRef": {"apiGroup": "v1", "kind": kind},
+        "selector": {"matchExpressions": expressions},
+        "next": next_,
+    }
+    if delay_ms is not None:
+        spec["delay"] = {"durationMilliseconds": delay_ms, "jitterDurationMilliseconds": delay_ms + delay_ms // 10}
+    return {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Stage", "metadata": {"name": name}, "spec": spec}
+
+
+def _not_deleted() -> dict[str, Any]:
+    return {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"}
+
+
+def _pending() -> dict[str, Any]:
+    return {"key": ".status.phase", "operator": "In", "values": ["Pending"]}
+
+
+def stages() -> list[dict[str, Any]]:
+    node_not_ready = {
+        "key": '.status.conditions.[] | select(.type == "Ready") | .status',
+        "operator": "NotIn",
+        "values": ["True"],
+    }
+    node_ready = {**node_not_ready, "operator": "In"}
+    return [
+        _stage("node-initialize", "Node", [node_not_ready], {"statusTemplate": _NODE_STATUS}),
+        # Keeps node conditions fresh; kwok renews the node leases itself.
+        _stage("node-heartbeat", "Node", [node_ready], {"statusTemplate": _NODE_STATUS}, delay_ms=300_000),
+        _stage(
+            "pod-ready",
+            "Pod",
+            [_not_deleted(), _pending(), {"key": _IS_BROKEN, "operator": "NotIn", "values": ["true"]}],
+            {"statusTemplate": _pod_status(ready=True)},
+        ),
+        _stage(
+            "pod-broken-never-ready",
+            "Pod",
+            [_not_deleted(), _pending(), {"key": _IS_BROKEN, "operator": "In", "values": ["true"]}],
+            {"statusTemplate": _pod_status(ready=False)},
+        ),
+        _stage(
+            "pod-delete",
+            "Pod",
+            [{"key": ".metadata.deletionTimestamp", "operator": "Exists"}],
+            {"finalizers": {"empty": True}, "delete": True},
+        ),
+    ]

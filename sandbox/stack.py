@@ -1,0 +1,277 @@
+"""The whole local sandbox for one or more geodeploy configs: the Google and Cloudflare
+stand-ins, one real control plane per region, the Pub/Sub emulator with the topics and
+push subscriptions of `shared.topology`, and one functions-framework process per
+function (the regional one once per region).
+
+Everything it starts is recorded in <state_dir>/sandbox.json, so `python -m sandbox down`
+can stop a sandbox that another process started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sandbox.clusters import KwokClusters, LocalCluster, ensure_binaries
+from sandbox.emulator import PubSubEmulator, ensure_push_subscription, ensure_topic
+from sandbox.functions_host import FunctionsHost, FunctionSpec
+from sandbox.processes import ManagedProcess
+from sandbox.standins.cloudflare import CloudflareStandinControl
+from sandbox.standins.google_apis import GoogleStandinControl, write_authorized_user_credentials
+from shared.config import Config, load_config
+from shared.topology import functions_of, subscription_name
+
+__all__ = ["Sandbox", "stop_recorded_sandbox"]
+
+REPO = Path(__file__).resolve().parent.parent
+STATE_FILE = "sandbox.json"
+_LISTENING = r"listening on (http://\S+)"
+
+
+class Sandbox:
+    def __init__(self, configs: list[Path], state_dir: Path, *, progress: Callable[[str], None] | None = None) -> None:
+        self.config_paths = [Path(c).resolve() for c in configs]
+        self.configs = [load_config(c) for c in self.config_paths]
+        self.state_dir = Path(state_dir).resolve()
+        self._progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.access_token = "sandbox-" + secrets.token_hex(16)
+        self.cloudflare_token = "cf-" + secrets.token_hex(20)
+        self._standins: dict[str, ManagedProcess] = {}
+        self.urls: dict[str, str] = {}
+        self.clusters: KwokClusters | None = None
+        self.emulator: PubSubEmulator | None = None
+        self.functions: dict[Path, FunctionsHost] = {}
+        self.timings: dict[str, float] = {}
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> Sandbox:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._timed("binaries", self._ensure_binaries)
+            self._timed("stand-ins", self._start_standins)
+            self._timed("clusters", self._start_clusters)
+            self._timed("pubsub emulator", self._start_emulator)
+            self._timed("functions", self._start_functions)
+            self._timed("subscriptions", self._create_subscriptions)
+        except BaseException:
+            self.stop()
+            raise
+        self._write_state()
+        return self
+
+    def stop(self) -> None:
+        """Stops everything that was started, whatever state start() reached."""
+        for host in self.functions.values():
+            host.stop()
+        if self.emulator is not None:
+            self.emulator.stop()
+        if self.clusters is not None:
+            self.clusters.delete_all()
+        for process in self._standins.values():
+            process.stop()
+        (self.state_dir / STATE_FILE).unlink(missing_ok=True)
+
+    def _marked_env(self) -> dict[str, str]:
+        # The marker lets memory_mb() find every process of this sandbox.
+        return {**os.environ, "GEODEPLOY_SANDBOX": str(self.state_dir)}
+
+    def _timed(self, what: str, step: Callable[[], None]) -> None:
+        started = time.monotonic()
+        self._progress(f"sandbox: starting {what}...")
+        step()
+        self.timings[what] = round(time.monotonic() - started, 2)
+        self._progress(f"sandbox: {what} ready in {self.timings[what]:.1f} s")
+
+    def _ensure_binaries(self) -> None:
+        self.bin_dir = ensure_binaries()
+
+    def _start_standins(self) -> None:
+        state = {"access_token": self.access_token}
+        google_state = self.state_dir / "google-standin.json"
+        google_state.write_text(json.dumps(state))
+        argv = {
+            "google": ["-m", "sandbox.standins.google_apis", "--state-file", str(google_state)],
+            "cloudflare": [
+                "-m",
+                "sandbox.standins.cloudflare",
+                "--token",
+                self.cloudflare_token,
+                "--plan",
+                "non-enterprise",
+            ],
+        }
+        for name, args in argv.items():
+            process = ManagedProcess(
+                f"standin-{name}",
+                [sys.executable, *args, "--port", "0"],
+                cwd=REPO,
+                env=self._marked_env(),
+                log_path=self.state_dir / "logs" / f"standin-{name}.log",
+            )
+            self._standins[name] = process.start()
+        for name, process in self._standins.items():
+            self.urls[name] = process.wait_for_line(_LISTENING, timeout=30).group(1)
+        self.google = GoogleStandinControl(self.urls["google"])
+        self.cloudflare = CloudflareStandinControl(self.urls["cloudflare"])
+        self.credentials_file = write_authorized_user_credentials(
+            self.state_dir / "google-credentials.json", self.urls["google"] + "/token"
+        )
+        for config in self.configs:
+            self.google.add_secret_version(
+                f"projects/{config.project}/secrets/{config.cloudflare.api_token_secret}", self.cloudflare_token
+            )
+
+    def _start_clusters(self) -> None:
+        self.clusters = KwokClusters(self.bin_dir, self.state_dir, self.access_token)
+        created = self.clusters.create(sorted({r.cluster.name for c in self.configs for r in c.regions}))
+        for config in self.configs:  # configs naming the same cluster share it
+            for region in config.regions:
+                cluster = created[region.cluster.name]
+                self.google.register_cluster(
+                    region.cluster.resource_name(config.project), cluster.endpoint, cluster.ca_pem
+                )
+
+    def _start_emulator(self) -> None:
+        projects = {c.project for c in self.configs}
+        self.emulator = PubSubEmulator(sorted(projects)[0], state_dir=self.state_dir)
+        self.emulator.start()
+
+    def env_for(self, config_path: Path) -> dict[str, str]:
+        """The environment a function or the CLI needs to run against this sandbox."""
+        assert self.emulator is not None
+        return {
+            "GEODEPLOY_CONFIG": str(Path(config_path).resolve()),
+            "GEODEPLOY_GKE_ENDPOINT": self.urls["google"],
+            "GEODEPLOY_SECRET_MANAGER_ENDPOINT": self.urls["google"],
+            "GEODEPLOY_CLOUDFLARE_BASE_URL": self.urls["cloudflare"] + "/client/v4",
+            "GOOGLE_APPLICATION_CREDENTIALS": str(self.credentials_file),
+            "GOOGLE_CLOUD_PROJECT": load_config(config_path).project,
+            "PUBSUB_EMULATOR_HOST": self.emulator.host,
+        }
+
+    def _start_functions(self) -> None:
+        # The SDK prefers these over the token it is given (research notes): never inherit them.
+        inherited = {k: v for k, v in self._marked_env().items() if not k.startswith("CLOUDFLARE_")}
+        specs_by_path: dict[Path, list[FunctionSpec]] = {}
+        for path, config in zip(self.config_paths, self.configs, strict=True):
+            host = FunctionsHost(
+                REPO / "main.py", state_dir=self.state_dir / path.stem, base_env={**inherited, **self.env_for(path)}
+            )
+            self.functions[path] = host
+            specs_by_path[path] = [
+                FunctionSpec(
+                    name=fn.name,
+                    target=fn.entry_point,
+                    env={"GEODEPLOY_REGION": fn.region} if fn.region else {},
+                    threads=1 if fn.serialized else None,
+                )
+                for fn in functions_of(config)
+            ]
+        for path, host in self.functions.items():
+            host.start(specs_by_path[path], timeout=60)
+
+    def _create_subscriptions(self) -> None:
+        assert self.emulator is not None
+        for path, config in zip(self.config_paths, self.configs, strict=True):
+            host = self.functions[path]
+            ensure_topic(self.emulator.host, config.project, config.topics.drift_reports)
+            for fn in functions_of(config):
+                for topic in fn.topics:
+                    ensure_topic(self.emulator.host, config.project, topic)
+                    ensure_push_subscription(
+                        self.emulator.host,
+                        config.project,
+                        subscription_name(fn, topic),
+                        topic,
+                        host.push_endpoint(fn.name, config.project, topic),
+                        ack_deadline_seconds=min(600, fn.timeout_seconds + 30),
+                        min_backoff_seconds=1,
+                        max_backoff_seconds=10,
+                        dead_letter_topic=config.topics.dead_letter,
+                        max_delivery_attempts=5,
+                    )
+
+    # --- what tests, the demo and the CLI use ------------------------------------------
+
+    def cluster_for(self, config: Config, region: str) -> LocalCluster:
+        assert self.clusters is not None
+        return self.clusters.clusters[config.region(region).cluster.name]
+
+    def function_log(self, config_path: Path, function: str) -> Path:
+        return self.functions[Path(config_path).resolve()].log_path(function)
+
+    def _write_state(self) -> None:
+        assert self.clusters is not None and self.emulator is not None
+        groups = [p.pid for p in self._standins.values()]
+        groups += [p.pid for host in self.functions.values() for p in (host.process(n) for n in host.urls)]
+        if self.emulator.process is not None:
+            groups.append(self.emulator.process.pid)
+        state = {
+            "state_dir": str(self.state_dir),
+            "bin_dir": str(self.bin_dir),
+            "process_groups": [g for g in groups if g],
+            "clusters": {
+                name: {"endpoint": c.endpoint, "kubeconfig": str(c.kubeconfig)}
+                for name, c in self.clusters.clusters.items()
+            },
+            "urls": self.urls,
+            "env": {str(p): self.env_for(p) for p in self.config_paths},
+            "timings": self.timings,
+        }
+        (self.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    def memory_mb(self) -> float:
+        """Resident memory of every sandbox process (clusters included), in MiB."""
+        return round(sum(_rss_kib(pid) for pid in _pids_below(self.state_dir)) / 1024, 1)
+
+
+def stop_recorded_sandbox(state_dir: Path) -> bool:
+    """Stops a sandbox started by another process (`python -m sandbox down`)."""
+    path = Path(state_dir) / STATE_FILE
+    if not path.exists():
+        return False
+    state: dict[str, Any] = json.loads(path.read_text())
+    for group in state["process_groups"]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGTERM)
+    clusters = KwokClusters(Path(state["bin_dir"]), Path(state["state_dir"]), token="unused")
+    clusters.clusters = {name: None for name in state["clusters"]}  # type: ignore[misc]
+    clusters.delete_all()
+    path.unlink()
+    return True
+
+
+def _pids_below(state_dir: Path) -> list[int]:
+    """Processes whose command line or working files mention the sandbox's state dir."""
+    marker = str(state_dir)
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            environ = (entry / "environ").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline or marker in environ:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+    return int(match.group(1)) if match else 0
