@@ -27,6 +27,7 @@ def _handle(data: dict[str, Any], event: EventInfo, log: BoundLogger) -> None:
         event_id=event.id,
         published_at=event.published_at,
         config=load_instance_config(),
+        connect=_wiring.connect,
         publisher=_wiring.publisher(),
         log=log,
     )

@@ -9,6 +9,7 @@ needs (no init containers, no Jobs).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 __all__ = ["BROKEN_DIGEST_PREFIX", "broken_digest", "stages"]
@@ -17,10 +18,10 @@ __all__ = ["BROKEN_DIGEST_PREFIX", "broken_digest", "stages"]
 BROKEN_DIGEST_PREFIX = "sha256:0badc0de"
 
 
-def broken_digest(suffix: str = "1") -> str:
-    """A syntactically valid digest that the sandbox treats as a broken image."""
-    hex_part = BROKEN_DIGEST_PREFIX.removeprefix("sha256:") + suffix
-    return "sha256:" + hex_part.ljust(64, "0")[:64]
+def broken_digest(label: str = "broken") -> str:
+    """A valid digest, distinct per label, that the sandbox treats as a broken image."""
+    prefix = BROKEN_DIGEST_PREFIX.removeprefix("sha256:")
+    return "sha256:" + (prefix + hashlib.sha256(label.encode()).hexdigest())[:64]
 
 
 _IS_BROKEN = f'.spec.containers.[].image | split("@") | .[1] // "" | startswith("{BROKEN_DIGEST_PREFIX}")'

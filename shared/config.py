@@ -27,7 +27,7 @@ CloudflareRegionCode = Literal[
 DnsLabel = Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")]
 GcpRegion = Annotated[str, Field(pattern=r"^[a-z]+-[a-z]+[0-9]+$")]
 Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
-Ipv4 = Annotated[str, Field(pattern=r"^(\d{1,3})(\.\d{1,3}){3}$")]
+Ipv4 = Annotated[str, Field(pattern=r"^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$")]
 Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G)?$")]
 Percent = Annotated[str, Field(pattern=r"^[0-9]+%$")]
 # The longest an event-driven Cloud Function may run.
@@ -129,6 +129,8 @@ class Manifests(_Model):
             raise ValueError("min_available (the PDB) cannot exceed min_replicas")
         if self.traffic_port == self.monitoring_port:
             raise ValueError("traffic_port and monitoring_port must differ")
+        if self.liveness.success_threshold != 1:
+            raise ValueError("liveness.success_threshold must be 1 (Kubernetes rejects any other value)")
         return self
 
 
@@ -238,6 +240,9 @@ class Config(_Model):
         _require_unique("regions[].cloudflare.pool", [r.cloudflare.pool for r in self.regions])
         _require_unique("regions[].static_ip.address", [r.static_ip.address for r in self.regions])
         _require_unique("apps[].repository", [a.repository for a in self.apps])
+        # Each app renders its own Namespace; two apps in one would fight over its labels.
+        _require_unique("apps[].namespace", [a.namespace for a in self.apps])
+        _require_unique("regions[].cloudflare.geo_regions", [c for r in self.regions for c in r.cloudflare.geo_regions])
         if self.cloudflare.app not in {a.name for a in self.apps}:
             raise ValueError(f"cloudflare.app: no app named {self.cloudflare.app!r}")
         fallback = self.cloudflare.fallback_region
@@ -296,7 +301,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     import yaml  # imported here: only loading needs it
 
     try:
-        data: Any = yaml.safe_load(text)
+        data: Any = yaml.load(text, Loader=_strict_loader())  # a SafeLoader subclass
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
@@ -305,6 +310,25 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         return Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(f"{source}: " + "; ".join(_describe(err) for err in e.errors())) from None
+
+
+def _strict_loader() -> type:
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        """Safe YAML that refuses a key written twice (PyYAML would keep the last)."""
+
+    def mapping(loader: Any, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice", key_node.start_mark)
+            seen.add(key)
+        return dict(loader.construct_pairs(node, deep=deep))
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return StrictLoader
 
 
 def load_config(path: str | Path) -> Config:

@@ -133,6 +133,8 @@ class DeployRequest(_Message):
     # When the triggering event was published; releases are ordered by it.
     issued_at: datetime
     wave: int = Field(default=1, ge=1)
+    # False for a manual deploy to named regions: its success must not start later waves.
+    follow_waves: bool = True
 
     @field_validator("image")
     @classmethod
@@ -170,6 +172,7 @@ class DeployResult(_Message):
     trigger: Trigger
     issued_at: datetime
     wave: int = 1
+    follow_waves: bool = True
     manifest_hash: str | None = None
     # Set when an automatic rollback followed a failed rollout.
     rolled_back_to: str | None = None
@@ -219,7 +222,7 @@ def decode_pubsub_data(event_data: Any) -> dict[str, Any]:
     try:
         raw = base64.b64decode(encoded or b"", validate=True)
         value = json.loads(raw)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, TypeError):
         raise InvalidMessage("not_json", "message data is not base64-encoded JSON") from None
     if not isinstance(value, dict):
         raise InvalidMessage("not_json_object", "message data is JSON but not an object")

@@ -10,13 +10,29 @@ path, e.g. `spec.template.spec.containers[name=app].image`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
 __all__ = ["Difference", "compare_object", "list_repairs"]
 
 Object = dict[str, Any]
 ABSENT = "<absent>"
+_MERGE_KEYS = frozenset({"port", "containerPort", "protocol", "mountPath"})
+_QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?")
+_SUFFIXES = {
+    "": Decimal(1),
+    "m": Decimal("0.001"),
+    "k": Decimal(10**3),
+    "M": Decimal(10**6),
+    "G": Decimal(10**9),
+    "T": Decimal(10**12),
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
+}
 
 
 @dataclass(frozen=True)
@@ -94,7 +110,11 @@ def _walk_list(
             out.append(Difference(name, label, item, ABSENT, list_pointer=pointer))
             continue
         index, live_item = live_by_key[item[key]]
-        _walk(name, item, live_item, normal_by_key.get(item[key]), label, f"{pointer}/{index}", out)
+        inside: list[Difference] = []
+        _walk(name, item, live_item, normal_by_key.get(item[key]), label, f"{pointer}/{index}", inside)
+        # A changed merge key (a port renumbered in place) cannot be merged back: the
+        # server keys these lists by it, so an apply would add an item beside the old one.
+        out += [replace(d, list_pointer=pointer) if d.path.rsplit(".", 1)[-1] in _MERGE_KEYS else d for d in inside]
     wanted_keys = {item[key] for item in want}
     for live_key, (_, live_item) in live_by_key.items():
         if live_key not in wanted_keys:
@@ -117,8 +137,18 @@ def _project(want: Any, live: Any) -> Any:
 
 
 def _same_quantity(expected: Any, live: Any) -> bool:
-    # The server may print a quantity in another form ("1000m" for "1"); compare values.
-    return isinstance(expected, int | str) and isinstance(live, int | str) and str(expected) == str(live)
+    """The server may print a quantity in another form ("500m" for "0.5"); compare values."""
+    a, b = _quantity(expected), _quantity(live)
+    return a is not None and a == b
+
+
+def _quantity(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    match = _QUANTITY.fullmatch(str(value))
+    if not match:
+        return None
+    return Decimal(match.group(1)) * _SUFFIXES[match.group(2) or ""]
 
 
 def _escape(key: str) -> str:

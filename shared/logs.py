@@ -34,19 +34,22 @@ def redact(text: str) -> str:
     with _secrets_lock:
         secrets = list(_secrets)
     for secret in secrets:
-        text = text.replace(secret, "[redacted]")
+        # Lines are JSON: also catch the secret as json.dumps escaped it.
+        for form in {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}:
+            text = text.replace(form, "[redacted]")
     return text
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "severity": _SEVERITY.get(record.levelno, "DEFAULT"),
-            "message": record.getMessage(),
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
-            "logger": record.name,
-        }
-        entry.update(getattr(record, "fields", {}))
+        entry: dict[str, Any] = dict(getattr(record, "fields", {}))
+        # The keys Cloud Logging interprets are ours; a field cannot overwrite them.
+        entry.update(
+            severity=_SEVERITY.get(record.levelno, "DEFAULT"),
+            message=record.getMessage(),
+            time=datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
+            logger=record.name,
+        )
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return redact(json.dumps(entry, default=str, sort_keys=False))

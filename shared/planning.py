@@ -39,6 +39,7 @@ def plan_region_requests(
             trigger=trigger,
             issued_at=issued_at,
             wave=region.wave,
+            follow_waves=regions is None,
         )
         for region in targets
     ]

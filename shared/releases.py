@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shared.contracts import DeployRequest, ImageRef, Trigger
 
-__all__ = ["Action", "Decision", "Release", "ReleaseRecord", "decide"]
+__all__ = ["Action", "Decision", "Release", "ReleaseRecord", "decide", "resolve_previous"]
 
 ReleaseStatus = Literal["applying", "progressing", "succeeded", "failed", "superseded"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "superseded"})
@@ -117,10 +117,10 @@ def decide(
             # Rollback may return to anything this region ran, or to the app's own
             # repository; never to an arbitrary image someone typed.
             return Decision(Action.REJECT, "image_not_allowed", image)
-    elif current is not None and request.issued_at < current.issued_at:
-        return Decision(Action.SUPERSEDED, "newer_release_recorded", release=current)
 
     assert image is not None  # deploy requests always name an image (contract)
+    # Checked before ordering: one digest pushed under several tags arrives as several
+    # requests in any order, and all but the first are duplicates, not "older".
     if (
         current is not None
         and current.image == image
@@ -128,4 +128,19 @@ def decide(
         and current.status != "failed"
     ):
         return Decision(Action.DUPLICATE, "already_released", image, current)
+    if request.kind == "deploy" and current is not None and request.issued_at < current.issued_at:
+        return Decision(Action.SUPERSEDED, "newer_release_recorded", release=current)
     return Decision(Action.APPLY, "new_release", image)
+
+
+def resolve_previous(records: list[ReleaseRecord]) -> str | None:
+    """The image a rollback to "previous" returns every region to: the last good release
+    before the newest one any region runs. Resolved once for the whole fleet, so regions
+    a halted wave never reached are not sent one release further back."""
+    holders = [r for r in records if r.current is not None]
+    if not holders:
+        return None
+    newest = max(holders, key=lambda r: (r.current.issued_at, r.current.applied_at))  # type: ignore[union-attr]
+    assert newest.current is not None
+    previous = newest.last_good(excluding_image=newest.current.image)
+    return previous.image if previous else None

@@ -8,6 +8,7 @@ is never reported healthy with fewer pods than the disruption budget promises.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -37,7 +38,12 @@ class RolloutState:
         return self.phase is not RolloutPhase.PROGRESSING
 
 
-def evaluate_rollout(deployment: dict[str, Any] | None, min_available: int) -> RolloutState:
+def evaluate_rollout(
+    deployment: dict[str, Any] | None, min_available: int, applied_at: datetime | None = None
+) -> RolloutState:
+    """`applied_at`: when the spec being watched was applied. A ProgressDeadlineExceeded
+    condition last updated no later than that belongs to the previous rollout (the
+    controller keeps it until a sync shows progress), so it is not this rollout's failure."""
     if deployment is None:
         return RolloutState(RolloutPhase.FAILED, "NotFound", "the Deployment does not exist")
     meta = deployment.get("metadata", {})
@@ -58,7 +64,11 @@ def evaluate_rollout(deployment: dict[str, Any] | None, min_available: int) -> R
             RolloutPhase.PROGRESSING, "WaitingForObservation", "waiting for the controller to see the new spec"
         )
     progressing = next((c for c in status.get("conditions", []) if c.get("type") == "Progressing"), None)
-    if progressing and progressing.get("reason") == PROGRESS_DEADLINE_EXCEEDED:
+    if (
+        progressing
+        and progressing.get("reason") == PROGRESS_DEADLINE_EXCEEDED
+        and (applied_at is None or _later(progressing.get("lastUpdateTime"), applied_at))
+    ):
         return state(RolloutPhase.FAILED, PROGRESS_DEADLINE_EXCEEDED, progressing.get("message", "rollout stalled"))
     if updated < desired:
         return state(RolloutPhase.PROGRESSING, "UpdatingReplicas", f"{updated} of {desired} new replicas updated")
@@ -75,3 +85,16 @@ def evaluate_rollout(deployment: dict[str, Any] | None, min_available: int) -> R
             RolloutPhase.PROGRESSING, "BelowMinAvailable", f"{available} available, the PDB promises {min_available}"
         )
     return state(RolloutPhase.COMPLETE, "Complete", f"{available} of {desired} replicas available")
+
+
+def _later(timestamp: str | None, moment: datetime) -> bool:
+    """Whether a Kubernetes timestamp (whole seconds) is later than `moment`'s second. A
+    deadline this rollout exceeded comes at least progressDeadlineSeconds (>= 10 s) after
+    its apply, so a condition from the same second or before is the previous rollout's."""
+    if not timestamp:
+        return True
+    try:
+        parsed = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    return parsed > moment.replace(microsecond=0)

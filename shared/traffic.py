@@ -51,6 +51,8 @@ def assess_region(region: str, deployment: Object | None, record: ReleaseRecord,
         return RegionHealth(region, "unhealthy", "not_deployed")
     current = record.current
     state = evaluate_rollout(deployment, min_available)
+    if current is not None and current.rollback_of and current.status == "failed":
+        return RegionHealth(region, "unhealthy", "rollback_failed", state.available)
     if current is not None and current.rollback_of and current.status != "succeeded":
         return RegionHealth(region, "unhealthy", "rolling_back", state.available)
     if current is not None and current.status == "failed":

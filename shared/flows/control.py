@@ -4,14 +4,18 @@ into per-region deploy requests. A bad message is rejected whole: nothing is sen
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import datetime
 
+from shared.adapters.kube import KubeClient
 from shared.adapters.pubsub import Publisher
-from shared.config import App, Config
+from shared.adapters.release_store import ReleaseStore
+from shared.config import App, Config, Region
 from shared.contracts import ControlMessage, DeployRequest, ImageRef, Trigger, release_id_for
-from shared.errors import InvalidMessage
+from shared.errors import ClusterUnreachable, InvalidMessage, TransientError
 from shared.logs import BoundLogger
 from shared.planning import plan_region_requests
+from shared.releases import resolve_previous
 
 __all__ = ["handle_control", "plan_control"]
 
@@ -22,16 +26,21 @@ def handle_control(
     event_id: str,
     published_at: datetime,
     config: Config,
+    connect: Callable[[Region], KubeClient],
     publisher: Publisher,
     log: BoundLogger,
 ) -> list[DeployRequest]:
-    requests = plan_control(message, event_id=event_id, published_at=published_at, config=config)
+    previous = None
+    if message.action == "rollback" and message.target.strip() == "previous":
+        previous = _resolve_previous(message, config, connect, log)
+    requests = plan_control(message, event_id=event_id, published_at=published_at, config=config, previous=previous)
     for request in requests:
         publisher.publish(config.deploy_topic(request.region), request.to_bytes())
     log.info(
         f"{message.action}_requested",
         app=message.app,
         target=message.target,
+        image=requests[0].image,
         regions=[r.region for r in requests],
         release=requests[0].release_id,
         requested_by=message.requested_by,
@@ -40,21 +49,28 @@ def handle_control(
 
 
 def plan_control(
-    message: ControlMessage, *, event_id: str, published_at: datetime, config: Config
+    message: ControlMessage,
+    *,
+    event_id: str,
+    published_at: datetime,
+    config: Config,
+    previous: ImageRef | None = None,
 ) -> list[DeployRequest]:
-    """Pure: the requests a control message leads to; InvalidMessage says what is wrong."""
-    try:
-        app = config.app(message.app)
-    except KeyError:
-        raise InvalidMessage("unknown_app", f"no app named {message.app!r} in the config") from None
+    """Pure: the requests a control message leads to; InvalidMessage says what is wrong.
+    `previous`: what "previous" resolved to across the regions (None: each region
+    resolves it from its own history)."""
+    app = _app(message, config)
     for name in message.regions or []:
         if name not in {r.name for r in config.regions}:
             raise InvalidMessage("unknown_region", f"{name!r} is not a region of the config")
+    if message.regions and len(set(message.regions)) != len(message.regions):
+        raise InvalidMessage("duplicate_region", "a region is named more than once")
     image = _target_image(message, app)
     if message.action == "deploy" and image is None:
         raise InvalidMessage("deploy_needs_image", "a deploy names a digest, not 'previous'")
     if message.action == "deploy" and image is not None and image.repository != app.repository:
         raise InvalidMessage("image_not_allowed", f"{image.repository} is not {app.name}'s repository")
+    image = image or previous
     if image is not None:
         release_id = release_id_for(app.name, image, event_id)
     else:
@@ -76,6 +92,35 @@ def plan_control(
         kind=message.action,
         regions=regions,
     )
+
+
+def _resolve_previous(
+    message: ControlMessage, config: Config, connect: Callable[[Region], KubeClient], log: BoundLogger
+) -> ImageRef:
+    """Reads the target regions' release records (those that answer) to find the one
+    image every region goes back to."""
+    app = _app(message, config)
+    records = []
+    for name in message.regions or [r.name for r in config.regions]:
+        if name not in {r.name for r in config.regions}:
+            raise InvalidMessage("unknown_region", f"{name!r} is not a region of the config")
+        try:
+            records.append(ReleaseStore(connect(config.region(name)), app).read()[0])
+        except ClusterUnreachable as e:
+            log.warning("region_unreachable", unreachable_region=name, detail=str(e)[:200])
+    if not records:
+        raise TransientError("no target region could be read to resolve 'previous'")
+    image = resolve_previous(records)
+    if image is None:
+        raise InvalidMessage("no_previous_release", f"no region of {app.name} has an earlier good release")
+    return ImageRef.parse(image)
+
+
+def _app(message: ControlMessage, config: Config) -> App:
+    try:
+        return config.app(message.app)
+    except KeyError:
+        raise InvalidMessage("unknown_app", f"no app named {message.app!r} in the config") from None
 
 
 def _target_image(message: ControlMessage, app: App) -> ImageRef | None:

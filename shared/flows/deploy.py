@@ -185,7 +185,7 @@ class _Run:
         last_message = [""]
 
         def progressed(deployment: dict | None) -> None:
-            state = evaluate_rollout(deployment, min_available)
+            state = evaluate_rollout(deployment, min_available, release.applied_at)
             if state.message != last_message[0]:
                 last_message[0] = state.message
                 self.log.info("rollout_progress", image=release.image, phase=state.phase.value, detail=state.message)
@@ -195,11 +195,11 @@ class _Run:
             "Deployment",
             self.app.name,
             self.app.namespace,
-            until=lambda d: _is_settled(d, release.image, min_available),
+            until=lambda d: _is_settled(d, release, min_available),
             deadline=self.deadline,
             on_change=progressed,
         )
-        state = evaluate_rollout(final, min_available)
+        state = evaluate_rollout(final, min_available, release.applied_at)
         if final is not None and state.image != release.image:
             # A newer release took over while we watched; ours is not the one running.
             return RolloutState(RolloutPhase.FAILED, REPLACED, f"the Deployment now runs {state.image}")
@@ -262,6 +262,7 @@ class _Run:
             trigger=self.request.trigger,
             issued_at=self.request.issued_at,
             wave=self.request.wave,
+            follow_waves=self.request.follow_waves,
             manifest_hash=manifest_hash,
             rolled_back_to=rolled_back_to,
             finished_at=self.deployer.now(),
@@ -271,9 +272,9 @@ class _Run:
         return result
 
 
-def _is_settled(deployment: dict | None, image: str, min_available: int) -> bool:
-    state = evaluate_rollout(deployment, min_available)
-    return state.done or (deployment is not None and state.image != image)
+def _is_settled(deployment: dict | None, release: Release, min_available: int) -> bool:
+    state = evaluate_rollout(deployment, min_available, release.applied_at)
+    return state.done or (deployment is not None and state.image != release.image)
 
 
 def apply_release(kube: KubeClient, rendered: RenderedRelease, app: App, log: BoundLogger) -> None:

@@ -65,7 +65,7 @@ def plan_push(
     if app is None:
         return IgnoredPush("unknown_repository", f"no app deploys {image.repository}")
     if not app.accepts_tag(tag):
-        why = f"tag {tag!r} does not match {app.tag_filter!r}" if tag else "untagged pushes are not deployed"
+        why = f"tag {tag!r} does not match the filter {app.tag_filter}" if tag else "untagged pushes are not deployed"
         return IgnoredPush("tag_filtered", why)
     trigger = Trigger(type="push", event_id=event_id, tag=tag)
     return plan_region_requests(

@@ -41,8 +41,10 @@ def advance_waves(
 ) -> list[str]:
     """Returns the regions that were sent the next wave (empty when nothing advanced)."""
     log = log.bind(app=result.app, release=result.release_id, wave=result.wave)
-    if result.kind != "deploy" or result.status not in ("succeeded", "failed", "rolled_back"):
-        return []
+    if result.kind != "deploy" or not result.follow_waves:
+        return []  # rollbacks and deploys to named regions do not start waves
+    if result.status not in ("succeeded", "failed", "rolled_back"):
+        return []  # progressing, superseded, rejected: nothing to decide yet
     if result.status != "succeeded":
         log.warning("wave_halted", region=result.region, status=result.status, reason=result.reason)
         return []
@@ -81,7 +83,11 @@ def _wave_status(result: DeployResult, config: Config, connect: Callable[[Region
         except ClusterUnreachable:
             pending.append(region.name)  # unknown is not success
             continue
-        release = record.find(result.release_id)
+        # By image too, not only release id: one digest pushed under several tags is
+        # several releases, of which each region records only the first it saw.
+        release = record.find(result.release_id) or next(
+            (r for r in record.history if r.image == result.image and r.kind == "deploy"), None
+        )
         if release is None or release.status in ("applying", "progressing"):
             pending.append(region.name)
         elif release.status == "succeeded":
