@@ -12,7 +12,7 @@ pytestmark = pytest.mark.sandbox
 
 
 def test_push_runs_the_digest_in_every_region(sandbox, shop):
-    path, config = shop
+    _path, config = shop
     digest = digest_for("shop-v1")
     image = f"{config.apps[0].repository}@{digest}"
     started = time.monotonic()
@@ -28,8 +28,10 @@ def test_push_runs_the_digest_in_every_region(sandbox, shop):
         assert record.current.image == image
         assert record.current.trigger.type == "push" and record.current.trigger.tag == "v1.0.0"
         result = sandbox.wait_for_result(
-            config, lambda r, region=region: r["region"] == region and r["image"] == image and r["status"] == "succeeded",
-            what=f"a success result from {region}")
+            config,
+            lambda r, region=region: (r["region"], r["image"], r["status"]) == (region, image, "succeeded"),
+            what=f"a success result from {region}",
+        )
         assert result["manifest_hash"] == record.current.manifest_hash
         # Every rendered object was applied by server-side apply with our field manager.
         for kind in ("namespace", "service", "deployment", "horizontalpodautoscaler", "poddisruptionbudget"):
