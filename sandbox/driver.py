@@ -83,8 +83,19 @@ class SandboxDriver:
         return self.sandbox.clusters.kubectl(cluster, *args, check=check).stdout
 
     def get(self, config: Config, region: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
-        out = self.kubectl(config, region, "-n", namespace, "get", kind, name, "-o", "json", "--ignore-not-found",
-                           "--show-managed-fields")
+        out = self.kubectl(
+            config,
+            region,
+            "-n",
+            namespace,
+            "get",
+            kind,
+            name,
+            "-o",
+            "json",
+            "--ignore-not-found",
+            "--show-managed-fields",
+        )
         return json.loads(out) if out.strip() else None
 
     def deployment(self, config: Config, region: str, app: str | None = None) -> dict[str, Any] | None:
@@ -98,10 +109,9 @@ class SandboxDriver:
             return None
         status = d.get("status", {})
         available = any(c["type"] == "Available" and c["status"] == "True" for c in status.get("conditions", []))
-        done = (
-            d["metadata"]["generation"] <= status.get("observedGeneration", 0)
-            and status.get("updatedReplicas", 0) == status.get("replicas", -1) == status.get("availableReplicas", -2)
-        )
+        done = d["metadata"]["generation"] <= status.get("observedGeneration", 0) and status.get(
+            "updatedReplicas", 0
+        ) == status.get("replicas", -1) == status.get("availableReplicas", -2)
         image: str = d["spec"]["template"]["spec"]["containers"][0]["image"]
         return image if available and done else None
 
@@ -140,12 +150,52 @@ class SandboxDriver:
             seen.append(json.loads(message.data))
         return list(seen)
 
-    def wait_for_result(self, config: Config, match: Callable[[dict[str, Any]], bool], timeout: float = 90,
-                        what: str = "a deploy result") -> dict[str, Any]:
+    def wait_for_result(
+        self,
+        config: Config,
+        match: Callable[[dict[str, Any]], bool],
+        timeout: float = 90,
+        what: str = "a deploy result",
+    ) -> dict[str, Any]:
         def found() -> dict[str, Any] | None:
             return next((r for r in self.results(config) if match(r)), None)
 
         return wait_until(found, timeout, what)
+
+    def reconcile_traffic(self, config: Config, timeout: float = 60) -> dict[str, Any]:
+        """Triggers one traffic reconcile (as a deploy result would) and returns its log line."""
+        path = next(p for p, c in self.configs.items() if c is config)
+        nudge = {
+            "version": 1, "release_id": "traffic-nudge", "app": config.cloudflare.app, "region": config.regions[0].name,
+            "kind": "deploy", "status": "progressing", "trigger": {"type": "manual", "event_id": "nudge"},
+            "issued_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:00Z",
+        }  # fmt: skip
+        event_id = self.publish(config, config.topics.results, nudge)
+        function = f"{config.name}-reconcile-traffic"
+
+        def reconciled() -> dict[str, Any] | None:
+            return next(
+                (
+                    e
+                    for e in self.log_events(path, function)
+                    if e.get("event") == "traffic_reconciled" and e.get("event_id") == event_id
+                ),
+                None,
+            )
+
+        return wait_until(reconciled, timeout, f"the reconcile of event {event_id}")
+
+    def connector(self, config: Config) -> Any:
+        """A ClusterConnector of this process, reaching the sandbox's clusters the way the
+        functions do: GKE stand-in for the endpoint, a Google access token for the API."""
+        import os
+
+        from shared.adapters.gke import ClusterConnector
+
+        os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = str(self.sandbox.credentials_file)
+        return ClusterConnector(
+            config.project, field_manager=config.field_manager, gke_endpoint=self.sandbox.urls["google"]
+        )
 
     def log_events(self, config_path: Path, function: str) -> list[dict[str, Any]]:
         """The JSON log lines a function wrote (what Cloud Logging would show)."""

@@ -99,13 +99,17 @@ class Sandbox:
         state = {"access_token": self.access_token}
         google_state = self.state_dir / "google-standin.json"
         google_state.write_text(json.dumps(state))
+        google_state.chmod(0o600)
+        token_file = self.state_dir / "cloudflare-token"
+        token_file.write_text(self.cloudflare_token)
+        token_file.chmod(0o600)
         argv = {
             "google": ["-m", "sandbox.standins.google_apis", "--state-file", str(google_state)],
             "cloudflare": [
                 "-m",
                 "sandbox.standins.cloudflare",
-                "--token",
-                self.cloudflare_token,
+                "--token-file",
+                str(token_file),
                 "--plan",
                 "non-enterprise",
             ],

@@ -48,6 +48,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from sandbox.standins._http import (
@@ -434,12 +435,15 @@ class CloudflareStandinControl(ControlClient):
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", default=DEFAULT_TOKEN, help="the accepted token")
+    # A file keeps the token out of the process list and out of the command line log.
+    parser.add_argument("--token-file", type=Path, help="read the accepted token from this file")
     plans = ("enterprise", "non-enterprise")
     parser.add_argument("--plan", choices=plans, default="enterprise")
 
 
 def _build(args: argparse.Namespace) -> CloudflareStandin:
-    return CloudflareStandin(args.token, args.host, args.port, args.plan)
+    token = args.token_file.read_text().strip() if args.token_file else args.token
+    return CloudflareStandin(token, args.host, args.port, args.plan)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,178 @@
+"""reconcile_traffic keeps Cloudflare's geo load balancer true to the regions' health:
+exactly one monitor, one pool per region and one load balancer; zero writes when
+nothing changed; a failing region drained and restored; never zero pools serving;
+convergence through rate limits and server errors; the token never in a log."""
+
+from __future__ import annotations
+
+import pytest
+
+from sandbox.driver import digest_for
+
+pytestmark = pytest.mark.sandbox
+
+
+def _ours(state: dict, config) -> tuple[list, dict, list]:
+    monitors = [m for m in state["monitors"] if m["description"].startswith(f"geodeploy {config.cloudflare.app} ")]
+    pool_names = {r.cloudflare.pool for r in config.regions}
+    pools = {}
+    for pool in state["pools"]:
+        if pool["name"] in pool_names:
+            pools.setdefault(pool["name"], []).append(pool)
+    lbs = [b for b in state["load_balancers"] if b["name"] == config.cloudflare.hostname]
+    return monitors, pools, lbs
+
+
+def _enabled(sandbox, config) -> dict[str, bool]:
+    _, pools, _ = _ours(sandbox.sandbox.cloudflare.state(), config)
+    return {r.name: pools[r.cloudflare.pool][0]["enabled"] for r in config.regions}
+
+
+@pytest.fixture(scope="module")
+def deployed(sandbox, shop):
+    _, config = shop
+    digest = digest_for("shop-traffic")
+    sandbox.push_image(config, digest, tag="v6.0.0")
+    sandbox.wait_for_image(config, [r.name for r in config.regions], f"{config.apps[0].repository}@{digest}")
+    sandbox.reconcile_traffic(config)
+    return config
+
+
+def test_cloudflare_holds_one_monitor_one_pool_per_region_and_one_geo_load_balancer(sandbox, deployed):
+    config = deployed
+    monitors, pools, lbs = _ours(sandbox.sandbox.cloudflare.state(), config)
+    assert len(monitors) == 1
+    assert monitors[0]["path"] == config.cloudflare.monitor.path
+    assert monitors[0]["header"] == {"Host": [config.cloudflare.hostname]}
+    assert sorted(pools) == sorted(r.cloudflare.pool for r in config.regions)
+    for region in config.regions:
+        [pool] = pools[region.cloudflare.pool]
+        assert [o["address"] for o in pool["origins"]] == [region.static_ip.address]
+        assert pool["monitor"] == monitors[0]["id"] and pool["enabled"] is True
+        assert sorted(pool["check_regions"]) == sorted(region.cloudflare.geo_regions)
+    [lb] = lbs
+    ids = {r.name: pools[r.cloudflare.pool][0]["id"] for r in config.regions}
+    assert lb["steering_policy"] == "geo"
+    assert lb["fallback_pool"] == ids[config.fallback_region.name]
+    assert lb["region_pools"]["WNAM"][0] == ids["us-west1"]
+    assert lb["region_pools"]["WEU"][0] == ids["europe-west1"]
+    assert lb["region_pools"]["SEAS"][0] == ids["asia-east1"]
+
+
+def test_a_reconcile_with_nothing_to_change_makes_zero_writes(sandbox, shop, deployed):
+    path, config = shop
+    cloudflare = sandbox.sandbox.cloudflare
+    function = f"{config.name}-reconcile-traffic"
+    seen_before = len(sandbox.log_events(path, function))
+    cloudflare.reset_requests()
+
+    logged = sandbox.reconcile_traffic(config)
+
+    counts = cloudflare.requests()["counts"]
+    # Reconciles still queued from the deploy's results may have run too: each of them
+    # must also have been read-only, three GETs apiece.
+    runs = [e for e in sandbox.log_events(path, function)[seen_before:] if e.get("event") == "traffic_reconciled"]
+    print(f"requests of {len(runs)} idle reconcile(s):", counts)
+    assert logged["writes"] == 0 and cloudflare.writes() == 0
+    assert all(run["writes"] == 0 for run in runs)
+    account = f"/client/v4/accounts/{config.cloudflare.account_id}/load_balancers"
+    assert counts == {
+        f"GET {account}/monitors": len(runs),
+        f"GET {account}/pools": len(runs),
+        f"GET /client/v4/zones/{config.cloudflare.zone_id}/load_balancers": len(runs),
+    }
+
+
+def test_a_region_whose_control_plane_stops_is_drained_then_restored(sandbox, deployed):
+    config = deployed
+    sandbox.stop_region(config, "asia-east1")
+    try:
+        logged = sandbox.reconcile_traffic(config)
+        assert logged["health"]["asia-east1"].startswith("unreachable")
+        assert _enabled(sandbox, config) == {"europe-west1": True, "us-west1": True, "asia-east1": False}
+        assert logged["writes"] == 1  # one PATCH of the pool that changed
+    finally:
+        sandbox.start_region(config, "asia-east1")
+    sandbox.reconcile_traffic(config)
+    assert _enabled(sandbox, config) == {"europe-west1": True, "us-west1": True, "asia-east1": True}
+
+
+def test_with_every_region_but_one_down_that_pool_stays_enabled_and_never_none(sandbox, deployed):
+    config = deployed
+    for region in ("us-west1", "asia-east1"):
+        sandbox.stop_region(config, region)
+    try:
+        sandbox.reconcile_traffic(config)
+        assert _enabled(sandbox, config) == {"europe-west1": True, "us-west1": False, "asia-east1": False}
+        sandbox.stop_region(config, "europe-west1")
+        logged = sandbox.reconcile_traffic(config)
+        # Everything is down: the pool that was serving keeps serving rather than none.
+        assert all(state.startswith("unreachable") for state in logged["health"].values())
+        assert _enabled(sandbox, config) == {"europe-west1": True, "us-west1": False, "asia-east1": False}
+    finally:
+        for region in ("europe-west1", "us-west1", "asia-east1"):
+            sandbox.start_region(config, region)
+    sandbox.reconcile_traffic(config)
+    assert _enabled(sandbox, config) == {"europe-west1": True, "us-west1": True, "asia-east1": True}
+
+
+def test_the_reconcile_converges_through_429s_and_5xx_without_duplicates(sandbox, deployed):
+    config = deployed
+    cloudflare = sandbox.sandbox.cloudflare
+    cloudflare.reset()  # Cloudflare starts empty: everything must be created again
+    cloudflare.set_faults(
+        [
+            {"status": 429, "count": 2, "method": "POST", "retry_after": 1},
+            {"status": 503, "count": 2, "method": "GET"},
+            {"status": 500, "count": 1, "method": "POST", "path_contains": "/pools"},
+            {"status": 502, "count": 1, "method": "POST", "path_contains": "/zones/"},
+        ]
+    )
+
+    sandbox.reconcile_traffic(config, timeout=120)
+
+    assert cloudflare.requests()["counts"], "faults were served"
+    monitors, pools, lbs = _ours(cloudflare.state(), config)
+    assert len(monitors) == 1 and len(lbs) == 1
+    assert {name: len(found) for name, found in pools.items()} == {r.cloudflare.pool: 1 for r in config.regions}
+    cloudflare.reset_requests()
+    assert sandbox.reconcile_traffic(config)["writes"] == 0
+
+
+def test_the_api_token_never_appears_in_any_log(sandbox, deployed):
+    config = deployed
+    token = sandbox.sandbox.cloudflare_token
+    # Every log the functions and the sandbox wrote (the stand-ins' too: nothing passes
+    # the token on a command line).
+    logs = sorted(sandbox.sandbox.state_dir.rglob("*.log"))
+    assert any("reconcile-traffic" in p.name for p in logs)
+    for path in logs:
+        assert token not in path.read_text(errors="replace"), f"the Cloudflare token leaked into {path.name}"
+
+
+def test_a_reconcile_that_fails_on_auth_logs_no_trace_of_the_token(sandbox, deployed, caplog):
+    """In-process, with every log record captured: a token Cloudflare refuses is not echoed."""
+    from shared.adapters.cloudflare_lb import CloudflareLB
+    from shared.errors import CloudflareUnavailable
+    from shared.flows.traffic import reconcile_traffic
+    from shared.logs import get_logger
+
+    config = deployed
+    wrong = "wrong-token-" + "x" * 24
+    cloudflare = CloudflareLB(
+        lambda: wrong,
+        account_id=config.cloudflare.account_id,
+        zone_id=config.cloudflare.zone_id,
+        base_url=sandbox.sandbox.urls["cloudflare"] + "/client/v4",
+    )
+    connector = sandbox.connector(config)
+    caplog.set_level("DEBUG")
+    with pytest.raises(CloudflareUnavailable) as failure:
+        reconcile_traffic(
+            config, connect=lambda r: connector.connect(r.cluster), cloudflare=cloudflare, log=get_logger("test")
+        )
+    assert "refused the API token" in str(failure.value)
+    assert wrong not in str(failure.value) and wrong not in repr(failure.value)
+    assert wrong not in caplog.text
+    for token in (wrong, sandbox.sandbox.cloudflare_token):
+        assert all(token not in str(r.__dict__) for r in caplog.records)
