@@ -15,13 +15,17 @@ pytestmark = pytest.mark.sandbox
 
 def _apply_time(obj: dict) -> str:
     """When geodeploy last server-side-applied this object."""
-    return next(m["time"] for m in obj["metadata"]["managedFields"] if m["manager"] == "geodeploy"
-                and m["operation"] == "Apply")
+    return next(
+        m["time"] for m in obj["metadata"]["managedFields"] if m["manager"] == "geodeploy" and m["operation"] == "Apply"
+    )
 
 
 def _logged(sandbox, path, function, event, **fields) -> list[dict]:
-    return [e for e in sandbox.log_events(path, function)
-            if e.get("event") == event and all(e.get(k) == v for k, v in fields.items())]
+    return [
+        e
+        for e in sandbox.log_events(path, function)
+        if e.get("event") == event and all(e.get(k) == v for k, v in fields.items())
+    ]
 
 
 def test_one_digest_pushed_under_three_tags_deploys_once_per_region(sandbox, shop):
@@ -35,8 +39,11 @@ def test_one_digest_pushed_under_three_tags_deploys_once_per_region(sandbox, sho
     sandbox.wait_for_image(config, regions, image)
     for region in regions:
         fn = f"{config.name}-deploy-{region}"
-        wait_until(lambda fn=fn: len(_logged(sandbox, path, fn, "duplicate_ignored", image=image)) == 2, 30,
-                   f"two duplicates ignored in {region}")
+        wait_until(
+            lambda fn=fn: len(_logged(sandbox, path, fn, "duplicate_ignored", image=image)) == 2,
+            30,
+            f"two duplicates ignored in {region}",
+        )
         history = sandbox.release_record(config, region).history
         assert [r.image for r in history].count(image) == 1
         assert len(_logged(sandbox, path, fn, "manifests_applied", digest=image)) == 1
@@ -54,13 +61,22 @@ def test_a_redelivered_request_makes_no_writes(sandbox, shop):
     before_record = sandbox.get(config, "us-west1", "configmap", "geodeploy-releases-shop", "shop")
     before_deployment = sandbox.deployment(config, "us-west1")
 
-    again = DeployRequest(release_id=current.release_id, app="shop", region="us-west1", image=image,
-                          trigger=current.trigger, issued_at=current.issued_at)
+    again = DeployRequest(
+        release_id=current.release_id,
+        app="shop",
+        region="us-west1",
+        image=image,
+        trigger=current.trigger,
+        issued_at=current.issued_at,
+    )
     sandbox.publish(config, config.deploy_topic("us-west1"), again.to_bytes())
 
     fn = f"{config.name}-deploy-us-west1"
-    wait_until(lambda: _logged(sandbox, path, fn, "request_already_handled", release=current.release_id), 30,
-               "the redelivery to be handled")
+    wait_until(
+        lambda: _logged(sandbox, path, fn, "request_already_handled", release=current.release_id),
+        30,
+        "the redelivery to be handled",
+    )
     after_record = sandbox.get(config, "us-west1", "configmap", "geodeploy-releases-shop", "shop")
     assert after_record["metadata"]["resourceVersion"] == before_record["metadata"]["resourceVersion"]
     assert _apply_time(sandbox.deployment(config, "us-west1")) == _apply_time(before_deployment)
@@ -74,9 +90,14 @@ def test_an_older_digest_arriving_late_does_not_replace_a_newer_one(sandbox, sho
     newer = sandbox.release_record(config, "europe-west1").current
 
     # The push of `old` happened before `new`'s, but its request is delivered only now.
-    late = DeployRequest(release_id="late-old-push", app="shop", region="europe-west1", image=old,
-                         trigger={"type": "push", "event_id": "late-1", "tag": "v4.9.0"},
-                         issued_at=newer.issued_at - timedelta(minutes=2))
+    late = DeployRequest(
+        release_id="late-old-push",
+        app="shop",
+        region="europe-west1",
+        image=old,
+        trigger={"type": "push", "event_id": "late-1", "tag": "v4.9.0"},
+        issued_at=newer.issued_at - timedelta(minutes=2),
+    )
     sandbox.publish(config, config.deploy_topic("europe-west1"), late.to_bytes())
 
     result = sandbox.wait_for_result(config, lambda r: r["release_id"] == "late-old-push", what="the late result")
@@ -120,14 +141,29 @@ def test_every_rendered_object_passes_a_server_side_dry_run(sandbox, shop):
 
     _, config = shop
     for region in config.regions:
-        rendered = render_release(config, config.apps[0], region, ImageRef(config.apps[0].repository,
-                                                                             digest_for("dry-run")))
+        rendered = render_release(
+            config, config.apps[0], region, ImageRef(config.apps[0].repository, digest_for("dry-run"))
+        )
         cluster = sandbox.sandbox.clusters.clusters[region.cluster.name]
         done = subprocess.run(
-            ["kubectl", "--kubeconfig", str(cluster.kubeconfig), "apply", "--server-side", "--dry-run=server",
-             "--field-manager=geodeploy-dry-run", "--force-conflicts", "-o", "json", "-f", "-"],
+            [
+                "kubectl",
+                "--kubeconfig",
+                str(cluster.kubeconfig),
+                "apply",
+                "--server-side",
+                "--dry-run=server",
+                "--field-manager=geodeploy-dry-run",
+                "--force-conflicts",
+                "-o",
+                "json",
+                "-f",
+                "-",
+            ],
             input=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(rendered.objects)}),
-            text=True, capture_output=True)
+            text=True,
+            capture_output=True,
+        )
         assert done.returncode == 0, done.stderr
         accepted = json.loads(done.stdout)
         kinds = [o["kind"] for o in accepted.get("items", [accepted])]

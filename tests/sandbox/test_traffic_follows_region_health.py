@@ -140,7 +140,6 @@ def test_the_reconcile_converges_through_429s_and_5xx_without_duplicates(sandbox
 
 
 def test_the_api_token_never_appears_in_any_log(sandbox, deployed):
-    config = deployed
     token = sandbox.sandbox.cloudflare_token
     # Every log the functions and the sandbox wrote (the stand-ins' too: nothing passes
     # the token on a command line).

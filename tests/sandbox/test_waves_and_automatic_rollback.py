@@ -31,8 +31,11 @@ def test_wave_two_starts_only_after_wave_one_succeeded(sandbox, catalog):
         later = sandbox.release_record(config, region).current
         assert later.release_id == first.release_id  # the same release, carried forward
         assert later.applied_at >= first.finished_at, f"{region} started before wave 1 finished"
-    advanced = [e for e in sandbox.log_events(path, f"{config.name}-on-deploy-result")
-                if e.get("event") == "wave_advanced" and e.get("release") == first.release_id]
+    advanced = [
+        e
+        for e in sandbox.log_events(path, f"{config.name}-on-deploy-result")
+        if e.get("event") == "wave_advanced" and e.get("release") == first.release_id
+    ]
     assert advanced and advanced[0]["regions"] == WAVE_2
 
 
@@ -45,12 +48,14 @@ def test_a_broken_image_in_wave_one_is_rolled_back_drained_and_never_reaches_wav
     bad = f"{config.apps[0].repository}@{broken_digest('catalog')}"
     sandbox.push_image(config, bad.split("@")[1], tag="v2.0.0")
 
-    failed = sandbox.wait_for_result(config, lambda r: r["image"] == bad and r["status"] == "failed",
-                                     timeout=90, what="the wave-1 failure")
+    failed = sandbox.wait_for_result(
+        config, lambda r: r["image"] == bad and r["status"] == "failed", timeout=90, what="the wave-1 failure"
+    )
     assert failed["region"] == "europe-west1" and failed["reason"] == "ProgressDeadlineExceeded"
     assert failed["rolled_back_to"] == good
-    recovered = sandbox.wait_for_result(config, lambda r: r["image"] == bad and r["status"] == "rolled_back",
-                                        timeout=90, what="the automatic rollback")
+    recovered = sandbox.wait_for_result(
+        config, lambda r: r["image"] == bad and r["status"] == "rolled_back", timeout=90, what="the automatic rollback"
+    )
     assert recovered["rolled_back_to"] == good
     sandbox.wait_for_image(config, WAVE_1, good, timeout=30)
 
@@ -65,9 +70,14 @@ def test_a_broken_image_in_wave_one_is_rolled_back_drained_and_never_reaches_wav
     def pool_toggles() -> list[bool]:
         log = sandbox.sandbox.cloudflare.requests()["log"]
         pool_ids = {p["id"] for p in sandbox.sandbox.cloudflare.state()["pools"] if p["name"] == pool}
-        return [entry["body"]["enabled"] for entry in log
-                if entry["method"] == "PATCH" and entry["path"].rsplit("/", 1)[-1] in pool_ids
-                and "enabled" in (entry["body"] or {}) and entry["status"] == 200]
+        return [
+            entry["body"]["enabled"]
+            for entry in log
+            if entry["method"] == "PATCH"
+            and entry["path"].rsplit("/", 1)[-1] in pool_ids
+            and "enabled" in (entry["body"] or {})
+            and entry["status"] == 200
+        ]
 
     toggles = wait_until(lambda: pool_toggles() if pool_toggles()[-1:] == [True] else None, 30, "the pool restored")
     assert toggles == [False, True]
@@ -77,6 +87,9 @@ def test_a_broken_image_in_wave_one_is_rolled_back_drained_and_never_reaches_wav
         record = sandbox.release_record(config, region)
         assert all(r.image != bad for r in record.history)
         assert sandbox.running_image(config, region) == good
-    halted = [e for e in sandbox.log_events(path, f"{config.name}-on-deploy-result")
-              if e.get("event") == "wave_halted" and e.get("release") == broken.release_id]
+    halted = [
+        e
+        for e in sandbox.log_events(path, f"{config.name}-on-deploy-result")
+        if e.get("event") == "wave_halted" and e.get("release") == broken.release_id
+    ]
     assert halted
