@@ -38,7 +38,15 @@ def cloudflare_client() -> CloudflareLB:
 
 
 def _handle(data: dict[str, Any], event: EventInfo, log: BoundLogger) -> None:
+    from shared.contracts import DriftCheckRequest, parse_message
     from shared.flows.traffic import reconcile_traffic as reconcile
     from shared.settings import load_instance_config
 
-    reconcile(load_instance_config(), connect=_wiring.connect, cloudflare=cloudflare_client(), log=log)
+    config = load_instance_config()
+    pools_only = False
+    if event.source.endswith(f"/topics/{config.topics.drift}"):
+        # The scheduled run always drains and restores; it rewrites hand-edited objects
+        # only when drift healing is on, so the drift check gets to report them first.
+        request = parse_message(DriftCheckRequest, data)
+        pools_only = not (config.drift.heal if request.heal is None else request.heal)
+    reconcile(config, connect=_wiring.connect, cloudflare=cloudflare_client(), log=log, pools_only=pools_only)

@@ -9,9 +9,12 @@ do on GKE, with a Google access token, not with the admin client certificate.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +41,18 @@ def ensure_binaries(quiet: bool = False) -> Path:
     if built.returncode != 0:
         raise RuntimeError(f"{BUILD_SCRIPT} failed with exit code {built.returncode}")
     return Path(built.stdout.strip().splitlines()[-1])
+
+
+@contextmanager
+def _machine_lock(name: str) -> Iterator[None]:
+    cache = Path(os.environ.get("GEODEPLOY_CACHE", Path.home() / ".cache" / "geodeploy"))
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -120,9 +135,11 @@ class KwokClusters:
             self._kwokctl("scale", "node", "--name", name, "--replicas", str(nodes))
             return self._describe(name)
 
-        # One at a time: concurrent kwokctl runs pick the same free ports (seen here).
-        for name in names:
-            self.clusters[name] = create_one(name)
+        # One at a time, machine-wide: concurrent kwokctl runs (even of two sandboxes)
+        # pick the same free ports (seen here).
+        with _machine_lock("kwokctl-create"):
+            for name in names:
+                self.clusters[name] = create_one(name)
         return dict(self.clusters)
 
     def _describe(self, name: str) -> LocalCluster:

@@ -44,6 +44,7 @@ class SandboxDriver:
         self.sandbox = sandbox
         self._results: dict[str, list[dict[str, Any]]] = {}
         self._reports: dict[str, list[dict[str, Any]]] = {}
+        self._result_ids: dict[str, list[str]] = {}
         for path, config in self.configs.items():
             host = self._emulator_host
             ensure_pull_subscription(host, config.project, f"observer-{path.stem}-results", config.topics.results)
@@ -148,7 +149,24 @@ class SandboxDriver:
         seen = buffer.setdefault(path.stem, [])
         for message in pull(self._emulator_host, config.project, f"observer-{path.stem}-{kind}", 100, timeout=0.5):
             seen.append(json.loads(message.data))
+            if kind == "results":
+                self._result_ids.setdefault(path.stem, []).append(message.message_id)
         return list(seen)
+
+    def wait_for_traffic_settled(self, config: Config, timeout: float = 60) -> None:
+        """Waits until every deploy result published so far has been reconciled into
+        Cloudflare (each result triggers one reconcile)."""
+        path = next(p for p, c in self.configs.items() if c is config)
+        function = f"{config.name}-reconcile-traffic"
+
+        def settled() -> bool:
+            self.results(config)
+            done = {
+                e.get("event_id") for e in self.log_events(path, function) if e.get("event") == "traffic_reconciled"
+            }
+            return set(self._result_ids.get(path.stem, [])) <= done
+
+        wait_until(settled, timeout, "every deploy result reconciled into Cloudflare")
 
     def wait_for_result(
         self,

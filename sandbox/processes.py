@@ -117,6 +117,13 @@ def stop_processes(processes: Iterable[ManagedProcess], timeout: float = 10) -> 
         list(pool.map(lambda process: process.stop(timeout), processes))
 
 
+def detach_all() -> None:
+    """Leave every process running after this Python process exits (`sandbox up`); they
+    are then stopped by process group (`sandbox down`)."""
+    with _registry_lock:
+        _registry.clear()
+
+
 def stop_all() -> None:
     """Stop every ManagedProcess started by this Python process."""
     with _registry_lock:

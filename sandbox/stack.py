@@ -230,9 +230,16 @@ class Sandbox:
             },
             "urls": self.urls,
             "env": {str(p): self.env_for(p) for p in self.config_paths},
+            "functions": {str(p): host.urls for p, host in self.functions.items()},
             "timings": self.timings,
         }
         (self.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    def detach(self) -> None:
+        """Keeps everything running after this process exits (see `python -m sandbox down`)."""
+        from sandbox.processes import detach_all
+
+        detach_all()
 
     def memory_mb(self) -> float:
         """Resident memory of every sandbox process (clusters included), in MiB."""

@@ -3,7 +3,9 @@ starts once per test session, only if a test asks for it, and is always torn dow
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,17 +17,25 @@ WAVES_CONFIG = REPO / "config" / "sandbox-waves.yaml"
 
 
 @pytest.fixture(scope="session")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def sandbox(request: pytest.FixtureRequest) -> Iterator[object]:
     from sandbox.driver import SandboxDriver
     from sandbox.stack import Sandbox
 
-    stack = Sandbox([SHOP_CONFIG, WAVES_CONFIG], tmp_path_factory.mktemp("sandbox"),
-                    progress=lambda line: print(line, file=sys.stderr, flush=True))
+    # Not under pytest's basetemp: a concurrent pytest run rotates those away, and the
+    # clusters' files must outlive the whole session. Kept (with every log) if a test failed.
+    state_dir = Path(tempfile.mkdtemp(prefix="geodeploy-sandbox-"))
+    stack = Sandbox(
+        [SHOP_CONFIG, WAVES_CONFIG], state_dir, progress=lambda line: print(line, file=sys.stderr, flush=True)
+    )
     stack.start()
     try:
         yield SandboxDriver(stack)
     finally:
         stack.stop()
+        if request.session.testsfailed:
+            print(f"\nsandbox logs kept in {state_dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -73,5 +73,5 @@ class ClusterConnector:
 
         refresh(config)  # the hook only runs once a key is present
         config.api_key_prefix["BearerToken"] = "Bearer"
-        config.refresh_api_key_hook = refresh
+        config.refresh_api_key_hook = refresh  # type: ignore[assignment]  # typed None, documented as a hook
         return ApiClient(config)

@@ -71,7 +71,7 @@ class KubeClient:
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Object | None:
         return self._call("GET", resource_path(api_version, kind, name, namespace), missing_ok=True)
 
-    def list(self, api_version: str, kind: str, namespace: str, label_selector: str = "") -> list[Object]:
+    def list_objects(self, api_version: str, kind: str, namespace: str, label_selector: str = "") -> list[Object]:
         query = [("labelSelector", label_selector)] if label_selector else None
         result = self._call("GET", resource_path(api_version, kind, None, namespace), query=query)
         return list(result.get("items", [])) if result else []

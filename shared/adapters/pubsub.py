@@ -23,9 +23,9 @@ class Publisher:
     def _publisher(self) -> Any:
         with self._lock:
             if self._client is None:
-                from google.cloud import pubsub_v1
+                from google.cloud.pubsub_v1 import PublisherClient
 
-                self._client = pubsub_v1.PublisherClient()
+                self._client = PublisherClient()
             return self._client
 
     def publish(self, topic: str, data: bytes, timeout: float = 30, **attributes: str) -> str:

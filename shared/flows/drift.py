@@ -24,12 +24,11 @@ from shared.config import App, Config, Region
 from shared.contracts import ImageRef
 from shared.drift import Difference, compare_object, list_repairs
 from shared.errors import ClusterUnreachable, PermanentError
-from shared.flows.traffic import read_region_health, reconcile_traffic
+from shared.flows.traffic import reconcile_traffic
 from shared.logs import BoundLogger
 from shared.rendering import object_key, render_release
 from shared.traffic import (
     changed_fields,
-    choose_enabled_pools,
     desired_load_balancer,
     desired_monitor,
     desired_pool,
@@ -101,7 +100,7 @@ def check_drift(
             if result.status == "unreachable":
                 log.warning("region_unreachable", app=app.name, region=region.name, detail=result.detail)
     if cloudflare is not None and (not apps or config.cloudflare.app in apps):
-        report.cloudflare = _cloudflare_differences(config, connect, cloudflare)
+        report.cloudflare = _cloudflare_differences(config, cloudflare)
         for d in report.cloudflare:
             log.warning("drift_detected", system="cloudflare", **d)
         if heal and report.cloudflare:
@@ -177,10 +176,7 @@ def _heal(kube: KubeClient, desired: Object, differences: list[Difference]) -> N
     kube.apply(desired)
 
 
-def _cloudflare_differences(
-    config: Config, connect: Callable[[Region], KubeClient], cloudflare: CloudflareLB
-) -> list[Object]:
-    health = {r.name: read_region_health(config, r, connect) for r in config.regions}
+def _cloudflare_differences(config: Config, cloudflare: CloudflareLB) -> list[Object]:
     found: list[Object] = []
     description = monitor_description(config)
     monitor = next((m for m in cloudflare.list_monitors() if m.get("description") == description), None)
@@ -189,8 +185,6 @@ def _cloudflare_differences(
     else:
         found += _field_differences("monitor", desired_monitor(config), monitor)
     pools = {p.get("name"): p for p in cloudflare.list_pools()}
-    enabled_now = {r.name: bool(pools.get(r.cloudflare.pool, {}).get("enabled")) for r in config.regions}
-    enabled = choose_enabled_pools(config, health, enabled_now)
     for region in config.regions:
         pool = pools.get(region.cloudflare.pool)
         if pool is None:
@@ -198,7 +192,10 @@ def _cloudflare_differences(
                 {"object": f"pool/{region.cloudflare.pool}", "path": "", "expected": "present", "live": "<absent>"}
             )
             continue
-        desired = desired_pool(region, monitor["id"] if monitor else "", enabled[region.name])
+        # `enabled` follows the regions' health (reconcile_traffic's job), not the config.
+        desired = {
+            k: v for k, v in desired_pool(region, monitor["id"] if monitor else "", True).items() if k != "enabled"
+        }
         found += _field_differences(f"pool/{region.cloudflare.pool}", desired, pool)
     hostname = config.cloudflare.hostname
     lb = next((b for b in cloudflare.list_load_balancers() if b.get("name") == hostname), None)

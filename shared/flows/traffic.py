@@ -66,33 +66,85 @@ def reconcile_traffic(
     cloudflare: CloudflareLB,
     log: BoundLogger,
     health: dict[str, RegionHealth] | None = None,
+    pools_only: bool = False,
 ) -> TrafficReport:
+    """`pools_only`: only drain and restore pools (the scheduled run when drift healing is
+    off), leaving any other hand edit in place for the drift check to report."""
     health = health or {r.name: read_region_health(config, r, connect) for r in config.regions}
     writes_before = cloudflare.writes
     changes: list[str] = []
+    if pools_only:
+        by_name, enabled = _steer_pools(config, cloudflare, health, changes)
+        lb: str | None = None
+    else:
+        by_name, enabled, lb = _converge(config, cloudflare, health, changes)
+    report = TrafficReport(
+        health=health,
+        pools_enabled=enabled,
+        writes=cloudflare.writes - writes_before,
+        changes=changes,
+        disagreements=_disagreements(config, health, by_name),
+    )
+    log.info(
+        "traffic_reconciled",
+        load_balancer=lb,
+        pools_only=pools_only,
+        writes=report.writes,
+        changes=changes,
+        pools_enabled=enabled,
+        health={name: f"{h.state}:{h.reason}" for name, h in health.items()},
+        disagreements=report.disagreements,
+    )
+    for region, h in health.items():
+        if not enabled[region] and h.state != "healthy":
+            log.warning("region_drained", drained_region=region, reason=h.reason)
+    if report.disagreements:
+        log.warning("health_disagreement", disagreements=report.disagreements)
+    return report
 
+
+def _steer_pools(
+    config: Config, cloudflare: CloudflareLB, health: dict[str, RegionHealth], changes: list[str]
+) -> tuple[dict[str, list[Object]], dict[str, bool]]:
+    by_name = _group_by(cloudflare.list_pools(), "name")
+    enabled_now = {r.name: _first(by_name.get(r.cloudflare.pool, [])).get("enabled", False) for r in config.regions}
+    enabled = choose_enabled_pools(config, health, enabled_now)
+    for region in config.regions:
+        pool = _first(by_name.get(region.cloudflare.pool, []))
+        if pool and pool.get("enabled") != enabled[region.name]:
+            cloudflare.edit_pool(str(pool["id"]), {"enabled": enabled[region.name]})
+            changes.append(f"{'enabled' if enabled[region.name] else 'drained'} pool {region.cloudflare.pool}")
+    return by_name, enabled
+
+
+def _converge(
+    config: Config, cloudflare: CloudflareLB, health: dict[str, RegionHealth], changes: list[str]
+) -> tuple[dict[str, list[Object]], dict[str, bool], str]:
+    """Everything as the config says: monitor, pools (drained or not), load balancer."""
     monitor_id, monitors = _ensure_monitor(config, cloudflare, changes)
     pools = cloudflare.list_pools()
     by_name = _group_by(pools, "name")
     enabled_now = {r.name: _first(by_name.get(r.cloudflare.pool, [])).get("enabled", False) for r in config.regions}
     enabled = choose_enabled_pools(config, health, enabled_now)
     pool_ids: dict[str, str] = {}
+
+    def pool_creator(name: str) -> Callable[[Object], Object]:
+        return lambda body: cloudflare.create_pool(body, lambda: _find(cloudflare.list_pools(), "name", name))
+
     for region in config.regions:
         desired = desired_pool(region, monitor_id, enabled[region.name])
         pool_ids[region.name] = _ensure(
             f"pool {region.cloudflare.pool}",
             desired,
             _first(by_name.get(region.cloudflare.pool, [])),
-            create=lambda body, name=region.cloudflare.pool: cloudflare.create_pool(
-                body, lambda: _find(cloudflare.list_pools(), "name", name)
-            ),
+            create=pool_creator(region.cloudflare.pool),
             edit=cloudflare.edit_pool,
             changes=changes,
         )
     lb = _ensure(
         f"load balancer {config.cloudflare.hostname}",
         desired_load_balancer(config, pool_ids),
-        _find(cloudflare.list_load_balancers(), "name", config.cloudflare.hostname),
+        _find(cloudflare.list_load_balancers(), "name", config.cloudflare.hostname) or {},
         create=lambda body: cloudflare.create_load_balancer(
             body, lambda: _find(cloudflare.list_load_balancers(), "name", config.cloudflare.hostname)
         ),
@@ -108,28 +160,7 @@ def reconcile_traffic(
             changes,
         )
     _remove_duplicates("monitor", monitors, monitor_id, cloudflare.delete_monitor, changes)
-    report = TrafficReport(
-        health=health,
-        pools_enabled=enabled,
-        writes=cloudflare.writes - writes_before,
-        changes=changes,
-        disagreements=_disagreements(config, health, by_name),
-    )
-    log.info(
-        "traffic_reconciled",
-        load_balancer=lb,
-        writes=report.writes,
-        changes=changes,
-        pools_enabled=enabled,
-        health={name: f"{h.state}:{h.reason}" for name, h in health.items()},
-        disagreements=report.disagreements,
-    )
-    for region, h in health.items():
-        if not enabled[region] and h.state != "healthy":
-            log.warning("region_drained", drained_region=region, reason=h.reason)
-    if report.disagreements:
-        log.warning("health_disagreement", disagreements=report.disagreements)
-    return report
+    return by_name, enabled, lb
 
 
 def _ensure_monitor(config: Config, cloudflare: CloudflareLB, changes: list[str]) -> tuple[str, list[Object]]:

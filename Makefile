@@ -1,0 +1,47 @@
+# geodeploy — the two commands of the README:
+#   make demo   runs the scripted demo on the local sandbox (builds what it needs first)
+#   make test   runs every test: the fast core tier, infra checks, and the sandbox tier
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: demo test test-core lint venv binaries tools sandbox-up sandbox-down clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Kubernetes control planes, etcd and kwok, built from the Go module proxy into
+# ~/.cache/geodeploy (about 7 minutes the first time, reused after).
+binaries:
+	sandbox/controlplane/build.sh >/dev/null
+
+# checkov, in a virtualenv of its own (its pins clash with ours).
+tools:
+	scripts/install-checkov.sh >/dev/null
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
+test: venv binaries tools lint
+	$(PY) -m pytest tests
+
+test-core: venv
+	$(PY) -m pytest tests/core -q
+
+demo: venv binaries
+	$(PY) -m sandbox.demo
+
+sandbox-up: venv binaries
+	$(PY) -m sandbox up --config config/sandbox.yaml --config config/sandbox-waves.yaml
+
+sandbox-down: venv
+	$(PY) -m sandbox down
