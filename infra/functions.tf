@@ -1,0 +1,106 @@
+# The Cloud Functions (2nd gen): one per entry of shared/topology.py's functions_of(config)
+# (local.functions), all built from one source archive that carries the config as
+# geodeploy.yaml, so every function of every region runs with the same file Terraform read.
+# Their triggers are the push subscriptions in pubsub.tf, not event_trigger.
+
+locals {
+  source_root = "${path.module}/.."
+  source_files = setunion(
+    ["main.py", "requirements.txt"],
+    fileset(local.source_root, "functions/**/*.py"),
+    fileset(local.source_root, "shared/**/*.py"),
+  )
+}
+
+data "archive_file" "source" {
+  type = "zip"
+  # Inside .terraform/, Terraform's own scratch directory (ignored by git).
+  output_path = "${path.module}/.terraform/geodeploy-functions-source.zip"
+
+  dynamic "source" {
+    for_each = local.source_files
+    content {
+      filename = source.value
+      content  = file("${local.source_root}/${source.value}")
+    }
+  }
+  source {
+    filename = "geodeploy.yaml"
+    content  = file(var.config_path)
+  }
+}
+
+resource "google_storage_bucket" "source" {
+  # checkov:skip=CKV_GCP_62:holds only the functions' source archives, written by Terraform; turn on Data Access audit logs if reads must be traced
+
+  name                        = "${local.project}-${local.name}-functions-source"
+  location                    = upper(local.functions_region)
+  storage_class               = "STANDARD"
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+  labels                      = local.labels
+
+  versioning {
+    enabled = true
+  }
+
+  # Superseded archives are only kept for a while.
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 30
+    }
+    action {
+      type = "Delete"
+    }
+  }
+}
+
+resource "google_storage_bucket_object" "source" {
+  # The content hash in the name makes a changed archive (code or config) redeploy.
+  name   = "functions-source-${data.archive_file.source.output_md5}.zip"
+  bucket = google_storage_bucket.source.name
+  source = data.archive_file.source.output_path
+}
+
+resource "google_cloudfunctions2_function" "fn" {
+  for_each = local.functions
+
+  name        = each.key
+  location    = each.value.location
+  description = "geodeploy ${each.value.entry_point}; triggered by ${join(", ", each.value.topics)}"
+  labels      = local.labels
+
+  build_config {
+    runtime         = "python311"
+    entry_point     = each.value.entry_point
+    service_account = google_service_account.role["build"].id
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory = each.value.memory
+    timeout_seconds  = each.value.timeout_seconds
+    # reconcile-traffic (serialized): one instance, one request at a time, so reconciles
+    # never race; a push beyond that gets 429 and Pub/Sub retries it with backoff.
+    max_instance_count               = each.value.max_instances
+    min_instance_count               = 0
+    max_instance_request_concurrency = 1
+    # Pub/Sub push from the same project is internal traffic; nothing else may call.
+    ingress_settings               = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision = true
+    service_account_email          = google_service_account.role[each.value.identity].email
+    environment_variables = merge(
+      # The bundled config: the source root is /workspace in the gen2 Python runtime.
+      { GEODEPLOY_CONFIG = "/workspace/geodeploy.yaml" },
+      each.value.region == null ? {} : { GEODEPLOY_REGION = each.value.region },
+    )
+  }
+
+  depends_on = [google_project_iam_member.build]
+}

@@ -1,0 +1,154 @@
+# Identities: one service account per role, each granted only what its function does, on
+# the one resource it touches wherever IAM allows that (topic, subscription, secret,
+# bucket, Cloud Run service). No keys anywhere: the functions run as these accounts.
+#
+#   image_pushed        publish to the deploy topics
+#   control             publish to the deploy topics
+#   waves               read clusters (release records) + publish to the deploy topics
+#   traffic             read clusters + read the Cloudflare token
+#   drift               read clusters + read the Cloudflare token + publish drift reports
+#   deploy-<region>     read its cluster's endpoint + publish results
+#   push                invoke the functions (Pub/Sub push, OIDC)
+#   build               build the functions' images
+#   nodes               the GKE nodes: write logs and metrics, pull the apps' images
+#
+# What the cluster identities may do inside Kubernetes is RBAC, granted in each cluster
+# with a (Cluster)RoleBinding for the accounts' emails (docs/infra.md), not managed here.
+# Cloud Scheduler publishes as its service agent (a Pub/Sub target has no service
+# account setting); it gets publish on the drift topic only, in scheduler.tf.
+
+resource "google_service_account" "role" {
+  for_each = local.service_accounts
+
+  account_id   = each.value.account_id
+  display_name = each.value.display_name
+}
+
+# --- Pub/Sub publishers (topic-level) -------------------------------------------------
+
+resource "google_pubsub_topic_iam_member" "deploy_publisher" {
+  for_each = {
+    for pair in setproduct(["image_pushed", "control", "waves"], keys(local.deploy_topics)) :
+    "${pair[0]}/${pair[1]}" => { identity = pair[0], region = pair[1] }
+  }
+
+  topic  = google_pubsub_topic.deploy[each.value.region].id
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.role[each.value.identity].member
+}
+
+resource "google_pubsub_topic_iam_member" "results_publisher" {
+  for_each = local.regions_by_name
+
+  topic  = google_pubsub_topic.central["results"].id
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.role["deploy-${each.key}"].member
+}
+
+resource "google_pubsub_topic_iam_member" "drift_reports_publisher" {
+  topic  = google_pubsub_topic.central["drift_reports"].id
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.role["drift"].member
+}
+
+# --- GKE: reading a cluster's endpoint and CA ------------------------------------------
+# GKE has no per-cluster IAM, so this is a project-level grant of one permission.
+
+resource "google_project_iam_custom_role" "cluster_getter" {
+  role_id     = "${replace(local.name, "-", "_")}_cluster_getter"
+  title       = "${local.name}: read a GKE cluster's endpoint"
+  description = "container.clusters.get only: what geodeploy's functions need to connect to a cluster; Kubernetes RBAC decides the rest."
+  permissions = ["container.clusters.get"]
+}
+
+resource "google_project_iam_member" "cluster_getter" {
+  for_each = toset(local.cluster_readers)
+
+  project = local.project
+  role    = google_project_iam_custom_role.cluster_getter.id
+  member  = google_service_account.role[each.value].member
+}
+
+# --- The Cloudflare token ---------------------------------------------------------------
+
+resource "google_secret_manager_secret_iam_member" "cloudflare_token_reader" {
+  for_each = toset(["traffic", "drift"])
+
+  secret_id = google_secret_manager_secret.cloudflare_token.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.role[each.value].member
+}
+
+# --- Pub/Sub push: the invoker, and what the Pub/Sub service agent needs ---------------
+
+resource "google_cloud_run_service_iam_member" "push_invoker" {
+  for_each = local.functions
+
+  project  = local.project
+  location = google_cloudfunctions2_function.fn[each.key].location
+  service  = google_cloudfunctions2_function.fn[each.key].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = google_service_account.role["push"].member
+}
+
+# Pub/Sub mints the push requests' OIDC tokens for the push account.
+resource "google_service_account_iam_member" "pubsub_mints_push_tokens" {
+  service_account_id = google_service_account.role["push"].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_service_agent
+}
+
+# Dead-lettering: Pub/Sub forwards a message from the subscription to the dead-letter topic.
+resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+  topic  = google_pubsub_topic.central["dead_letter"].id
+  role   = "roles/pubsub.publisher"
+  member = local.pubsub_service_agent
+}
+
+resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
+  for_each = local.subscriptions
+
+  subscription = google_pubsub_subscription.push[each.key].id
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_service_agent
+}
+
+# --- Building the functions -------------------------------------------------------------
+# The build writes logs, pushes the function images to the gcf-artifacts repository that
+# Cloud Functions creates per region, and reads the source that Cloud Functions copies
+# into its own gcf-v2-sources bucket: neither exists before the first deploy, so these
+# are the project-level roles Google documents for a custom build service account.
+
+resource "google_project_iam_member" "build" {
+  for_each = toset(["roles/logging.logWriter", "roles/artifactregistry.writer", "roles/storage.objectViewer"])
+
+  project = local.project
+  role    = each.value
+  member  = google_service_account.role["build"].member
+}
+
+# --- GKE nodes ---------------------------------------------------------------------------
+# The minimal node roles GKE documents, and read access to the apps' repositories only.
+
+resource "google_project_iam_member" "nodes" {
+  for_each = toset([
+    "roles/logging.logWriter",
+    "roles/monitoring.metricWriter",
+    "roles/monitoring.viewer",
+    "roles/stackdriver.resourceMetadata.writer",
+  ])
+
+  project = local.project
+  role    = each.value
+  member  = google_service_account.role["nodes"].member
+}
+
+resource "google_artifact_registry_repository_iam_member" "nodes_pull" {
+  for_each = local.app_repositories
+
+  project    = each.value.project
+  location   = each.value.location
+  repository = each.value.repository
+  role       = "roles/artifactregistry.reader"
+  member     = google_service_account.role["nodes"].member
+}
