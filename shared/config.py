@@ -172,7 +172,6 @@ class Monitor(_Model):
     retries: int = Field(default=2, ge=0, le=5)
     follow_redirects: bool = False
     allow_insecure: bool = False
-    description: str = "geodeploy"
 
 
 class Cloudflare(_Model):
