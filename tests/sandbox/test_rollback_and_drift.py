@@ -42,7 +42,7 @@ def _region_report(report: dict, region: str) -> dict:
 
 
 def test_a_rollback_message_returns_every_region_to_the_previous_release(sandbox, shop):
-    path, config = shop
+    _path, config = shop
     v1 = _push(sandbox, config, "shop-rollback-v1", "v7.0.0")
     _push(sandbox, config, "shop-rollback-v2", "v7.1.0")
 
@@ -105,7 +105,7 @@ def test_a_rollback_of_an_unknown_app_is_rejected_with_its_reason(sandbox, shop)
 
 
 def test_hand_edits_are_reported_with_their_paths_and_healed_but_hpa_scaling_is_not_drift(sandbox, shop):
-    path, config = shop
+    _path, config = shop
     image = _push(sandbox, config, "shop-drift", "v9.0.0")
     region = "us-west1"
     kubectl = lambda *args: sandbox.kubectl(config, region, "-n", "shop", *args)  # noqa: E731
