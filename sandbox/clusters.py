@@ -159,6 +159,11 @@ class KwokClusters:
 
     def start(self, name: str) -> None:
         self._kwokctl("start", "cluster", "--name", name, "--wait", "120s")
+        # The restarted kwok controller has a new identity and does not take over the node
+        # leases the old one held until long after they expire, by which time the node
+        # controller has marked the nodes unreachable (seen here). Handing them over now
+        # keeps the nodes Ready.
+        self.kubectl(name, "delete", "leases", "--all", "-n", "kube-node-lease", "--wait=false")
 
     def delete_all(self) -> None:
         for name in list(self.clusters):

@@ -118,8 +118,9 @@ def stages() -> list[dict[str, Any]]:
     node_ready = {**node_not_ready, "operator": "In"}
     return [
         _stage("node-initialize", "Node", [node_not_ready], {"statusTemplate": _NODE_STATUS}),
-        # Keeps node conditions fresh; kwok renews the node leases itself.
-        _stage("node-heartbeat", "Node", [node_ready], {"statusTemplate": _NODE_STATUS}, delay_ms=300_000),
+        # Keeps node conditions fresh (kwok renews the node leases itself); frequent enough
+        # that a node the node controller marked unreachable is Ready again within seconds.
+        _stage("node-heartbeat", "Node", [node_ready], {"statusTemplate": _NODE_STATUS}, delay_ms=20_000),
         _stage(
             "pod-ready",
             "Pod",

@@ -154,7 +154,9 @@ class DeployRequest(_Message):
         return ImageRef.parse(self.image) if self.image else None
 
 
-DeployStatus = Literal["succeeded", "progressing", "failed", "rolled_back", "superseded", "rejected"]
+DeployStatus = Literal[
+    "succeeded", "unchanged", "progressing", "failed", "rolling_back", "rolled_back", "superseded", "rejected"
+]
 
 
 class DeployResult(_Message):

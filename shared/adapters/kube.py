@@ -274,5 +274,11 @@ def _is_connection_error(e: BaseException) -> bool:
 
 
 def _short(e: BaseException) -> str:
-    text = str(e)
-    return text if len(text) < 200 else text[:200] + "…"
+    """The root cause, e.g. "Connection refused", not urllib3's long wrapper text."""
+    while True:
+        inner = getattr(e, "reason", None) or e.__cause__ or e.__context__
+        if not isinstance(inner, BaseException) or inner is e:
+            break
+        e = inner
+    text = f"{type(e).__name__}: {e}"
+    return text if len(text) < 240 else text[:240] + "…"

@@ -87,6 +87,12 @@ class _Run:
             return self._report("superseded", decision.reason, image=self.request.image)
         if decision.action is Action.DUPLICATE:
             self.log.info("duplicate_ignored", reason=decision.reason, image=decision.image)
+            if decision.release is not None and decision.release.status == "succeeded":
+                # Already running: say so, so a wave waiting on this region can go on. (While
+                # the release is still rolling out, its own call will report.)
+                return self._report(
+                    "unchanged", decision.reason, image=decision.image, manifest_hash=decision.release.manifest_hash
+                )
             return None
         if decision.action is Action.RESUME:
             assert decision.release is not None
@@ -174,7 +180,13 @@ class _Run:
                 "failed", failed.reason, message="no earlier good release to roll back to", image=failed.image
             )
         # Report the failure first: traffic reconciliation drains the region meanwhile.
-        self._report("failed", failed.reason, message="rolling back", image=failed.image, rolled_back_to=target.image)
+        self._report(
+            "rolling_back",
+            failed.reason,
+            message=f"rolling back to {target.image}",
+            image=failed.image,
+            rolled_back_to=target.image,
+        )
         trigger = Trigger(type="rollback", event_id=failed.trigger.event_id, requested_by="geodeploy:auto-rollback")
         rollback = self._new_release(target.image, "rollback", rollback_of=failed.release_id, trigger=trigger)
         self.log.warning("automatic_rollback_started", image=target.image, failed_image=failed.image)

@@ -43,9 +43,9 @@ def advance_waves(
     log = log.bind(app=result.app, release=result.release_id, wave=result.wave)
     if result.kind != "deploy" or not result.follow_waves:
         return []  # rollbacks and deploys to named regions do not start waves
-    if result.status not in ("succeeded", "failed", "rolled_back"):
+    if result.status not in ("succeeded", "unchanged", "failed", "rolling_back", "rolled_back"):
         return []  # progressing, superseded, rejected: nothing to decide yet
-    if result.status != "succeeded":
+    if result.status not in ("succeeded", "unchanged"):
         log.warning("wave_halted", region=result.region, status=result.status, reason=result.reason)
         return []
     following = config.next_wave(result.wave)

@@ -1,0 +1,213 @@
+"""Read-only commands: `status` (what runs, how traffic is steered) and `history`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+from cli.context import Context, build_context
+from cli.snapshot import RegionSnapshot, read_regions
+from cli.views import NONE, say, short_image, table, trigger_text, when
+
+if TYPE_CHECKING:
+    from shared.releases import Release
+
+__all__ = ["run"]
+
+
+def run(args: argparse.Namespace) -> int:
+    ctx = build_context(args)
+    if args.command == "status":
+        return status(ctx, args)
+    return history(ctx, args)
+
+
+# --- status ----------------------------------------------------------------------------------
+
+
+def status(ctx: Context, args: argparse.Namespace) -> int:
+    regions = ctx.regions(args.regions)
+    snapshots = read_regions(ctx, regions)
+    cloudflare = _cloudflare_view(ctx, snapshots) if ctx.steered else None
+    if args.json:
+        say(json.dumps(_status_json(ctx, snapshots, cloudflare), indent=2, default=str))
+        return 0
+    say(f"{ctx.app.name}  (namespace {ctx.app.namespace}, project {ctx.config.project}, config {ctx.config_path.name})")
+    say()
+    rows = [_region_row(ctx, s) for s in snapshots]
+    headers = ["REGION", "IMAGE", "ROLLOUT", "AVAILABLE", "RELEASE", "STATUS", "TRIGGER", "WHEN"]
+    say(table(headers, rows))
+    for s in snapshots:
+        if not s.reachable:
+            say(f"  {s.region.name}: {s.error}")
+    say()
+    if cloudflare is None:
+        say(f"Cloudflare: the load balancer steers {ctx.config.cloudflare.app}, not {ctx.app.name}")
+    elif cloudflare["error"]:
+        say(f"Cloudflare  {ctx.config.cloudflare.hostname}: unavailable: {cloudflare['error']}")
+    else:
+        say(f"Cloudflare  {ctx.config.cloudflare.hostname}")
+        say(
+            table(
+                ["REGION", "POOL", "ENABLED", "HEALTHY", "REGION HEALTH"],
+                [
+                    [
+                        p["region"],
+                        p["pool"] + ("" if p["exists"] else " (missing)"),
+                        _yes_no(p["enabled"]),
+                        _yes_no(p["healthy"]),
+                        _health_text(p["health"]),
+                    ]
+                    for p in cloudflare["pools"]
+                ],
+            )
+        )
+    return 0
+
+
+def _region_row(ctx: Context, s: RegionSnapshot) -> list[Any]:
+    if not s.reachable:
+        return [s.region.name, NONE, "unreachable", NONE, NONE, NONE, NONE, NONE]
+    current = s.record.current
+    if s.deployment is None:
+        rollout, available, image = "not deployed", NONE, NONE
+    else:
+        state = s.rollout(ctx.app.manifests.min_available)
+        rollout, available, image = state.phase.value, f"{state.available}/{state.desired}", short_image(state.image)
+    if current is None:
+        return [s.region.name, image, rollout, available, NONE, NONE, NONE, NONE]
+    return [
+        s.region.name,
+        image,
+        rollout,
+        available,
+        current.release_id,
+        current.status,
+        trigger_text(current.trigger),
+        when(current.finished_at or current.applied_at),
+    ]
+
+
+def _cloudflare_view(ctx: Context, snapshots: list[RegionSnapshot]) -> dict[str, Any]:
+    from shared.errors import GeodeployError
+
+    try:
+        pools = ctx.cloudflare.list_pools()
+        error = None
+    except GeodeployError as e:  # Cloudflare or Secret Manager down: still show the regions
+        pools, error = [], " ".join(str(e).split())
+    by_name: dict[str, dict[str, Any]] = {}
+    for listed in sorted(pools, key=lambda p: str(p.get("created_on", ""))):
+        by_name.setdefault(str(listed.get("name")), listed)  # the oldest, as reconcile_traffic keeps
+    min_available = ctx.app.manifests.min_available
+    rows = []
+    for s in snapshots:
+        pool = by_name.get(s.region.cloudflare.pool)
+        health = s.health(min_available)
+        rows.append(
+            {
+                "region": s.region.name,
+                "pool": s.region.cloudflare.pool,
+                "exists": pool is not None,
+                "enabled": pool.get("enabled") if pool else None,
+                "healthy": pool.get("healthy") if pool else None,
+                "health": {"state": health.state, "reason": health.reason, "available": health.available},
+            }
+        )
+    return {"hostname": ctx.config.cloudflare.hostname, "error": error, "pools": rows}
+
+
+def _status_json(ctx: Context, snapshots: list[RegionSnapshot], cloudflare: dict[str, Any] | None) -> dict[str, Any]:
+    regions = []
+    for s in snapshots:
+        entry: dict[str, Any] = {"region": s.region.name, "reachable": s.reachable, "error": s.error}
+        if s.reachable:
+            state = s.rollout(ctx.app.manifests.min_available) if s.deployment is not None else None
+            entry["image"] = state.image if state else None
+            entry["digest_short"] = short_image(state.image) if state else None
+            entry["rollout"] = (
+                {
+                    "phase": state.phase.value,
+                    "reason": state.reason,
+                    "available": state.available,
+                    "updated": state.updated,
+                    "desired": state.desired,
+                }
+                if state
+                else None
+            )
+            current = s.record.current
+            entry["release"] = current.model_dump(mode="json") if current else None
+        regions.append(entry)
+    return {"app": ctx.app.name, "config": str(ctx.config_path), "regions": regions, "cloudflare": cloudflare}
+
+
+def _health_text(health: dict[str, Any]) -> str:
+    if health["state"] == "unreachable":
+        return "unreachable"  # why is shown under the regions
+    return f"{health['state']} ({health['reason']}, {health['available']} available)"
+
+
+def _yes_no(value: Any) -> str:
+    return NONE if value is None else ("yes" if value else "no")
+
+
+# --- history ---------------------------------------------------------------------------------
+
+
+def history(ctx: Context, args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        from cli.errors import UsageError
+
+        raise UsageError("--limit must be at least 1")
+    snapshots = read_regions(ctx, ctx.regions(args.regions))
+    if args.json:
+        say(
+            json.dumps(
+                {
+                    "app": ctx.app.name,
+                    "regions": [
+                        {
+                            "region": s.region.name,
+                            "error": s.error,
+                            "releases": [r.model_dump(mode="json") for r in s.record.history[: args.limit]],
+                        }
+                        for s in snapshots
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    headers = ["RELEASE", "KIND", "IMAGE", "STATUS", "REASON", "TRIGGER"]
+    headers += ["ISSUED", "APPLIED", "FINISHED", "ROLLBACK OF"]
+    for i, s in enumerate(snapshots):
+        if i:
+            say()
+        if not s.reachable:
+            say(f"{s.region.name}: unreachable: {s.error}")
+            continue
+        releases = s.record.history[: args.limit]
+        if not releases:
+            say(f"{s.region.name}: no releases yet")
+            continue
+        shown = f"{len(releases)} of {len(s.record.history)}"
+        say(f"{s.region.name}  ({ctx.app.name}, {shown} releases, newest first)")
+        say(table(headers, [_release_row(r) for r in releases], indent="  "))
+    return 0
+
+
+def _release_row(r: Release) -> list[Any]:
+    return [
+        r.release_id,
+        r.kind,
+        short_image(r.image),
+        r.status,
+        r.reason,
+        trigger_text(r.trigger),
+        when(r.issued_at),
+        when(r.applied_at),
+        when(r.finished_at),
+        r.rollback_of,
+    ]

@@ -1,0 +1,85 @@
+"""`render` (what a release would apply) and `diff` (what it would change in a live cluster).
+Neither writes anything: diff's server-side apply is a dry run."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from cli.context import Context, build_context
+from cli.errors import OperationFailed
+from cli.views import compact, note, say
+
+if TYPE_CHECKING:
+    from shared.adapters.kube import KubeClient
+    from shared.rendering import RenderedRelease
+
+__all__ = ["run"]
+
+
+def run(args: argparse.Namespace) -> int:
+    ctx = build_context(args)
+    rendered = _render(ctx, args)
+    if args.command == "render":
+        say(rendered.to_yaml().rstrip("\n"))
+        note(f"manifest hash: {rendered.manifest_hash}")
+        return 0
+    return diff(ctx, args, rendered)
+
+
+def _render(ctx: Context, args: argparse.Namespace) -> RenderedRelease:
+    from shared.rendering import render_release
+
+    return render_release(ctx.config, ctx.app, ctx.region(args.region), ctx.image(args.image))
+
+
+def diff(ctx: Context, args: argparse.Namespace, rendered: RenderedRelease) -> int:
+    from shared.adapters.kube import KubeRejected
+    from shared.rendering import object_key
+
+    region = ctx.region(args.region)
+    kube = ctx.connect(region)
+    image = ctx.image(args.image)
+    say(f"{ctx.app.name} in {region.name}: {image.reference}")
+    say(f"manifest hash {rendered.manifest_hash}")
+    say()
+    changed = rejected = 0
+    for desired in rendered.objects:
+        name = object_key(desired)
+        try:
+            verdict, lines = _compare(kube, desired, name)
+        except KubeRejected as e:  # the API server would refuse the apply itself
+            verdict, lines = "rejected", [f"    {' '.join(e.detail.split())}"]
+            rejected += 1
+        changed += verdict != "unchanged"
+        say(f"{verdict:<10} {name}")
+        for line in lines:
+            say(line)
+    say()
+    say(f"{changed} of {len(rendered.objects)} objects would change" if changed else "nothing would change")
+    if rejected:
+        raise OperationFailed(f"{rejected} object(s) would be rejected by the API server in {region.name}")
+    return 0
+
+
+def _compare(kube: KubeClient, desired: dict[str, Any], name: str) -> tuple[str, list[str]]:
+    from shared.drift import ABSENT, compare_object
+
+    meta = desired["metadata"]
+    live = kube.get(desired["apiVersion"], desired["kind"], meta["name"], meta.get("namespace"))
+    if live is None:
+        return "create", []
+    # The dry run gives the expected values in the server's own normal form (defaults,
+    # quantities), so only real changes show.
+    dry_run = kube.apply(desired, dry_run=True)
+    differences = compare_object(name, desired, live, dry_run)
+    if not differences:
+        return "unchanged", []
+    lines = []
+    for d in differences:
+        lines.append(f"    {d.path}")
+        if d.live != ABSENT:
+            lines.append(f"      - {compact(d.live)}")
+        if d.expected != ABSENT:
+            lines.append(f"      + {compact(d.expected)}")
+    return "change", lines

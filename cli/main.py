@@ -1,0 +1,220 @@
+"""Argument parsing and dispatch. Only the standard library is imported here, so that
+`--help` and usage errors answer at once; a command's module (and the cloud libraries it
+needs) is imported when that command runs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["build_parser", "main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+_OVERVIEW = """\
+Deliver an app to its GKE regions and steer users through Cloudflare, by hand.
+
+Deploys and rollbacks are published as control messages and carried out by the
+deployed functions, exactly as an image push would be; --wait follows them live.
+"""
+
+_EXIT_CODES = """\
+exit codes: 0 success · 1 the operation failed (a deploy that failed, drift found,
+a cluster or API that did not answer) · 2 usage or configuration error · 130 interrupted
+
+environment: GEODEPLOY_CONFIG (default --config), GEODEPLOY_SANDBOX (default --sandbox);
+without a sandbox the CLI uses Application Default Credentials and api.cloudflare.com.
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors are one line (and exit code 2), like every other error of the CLI."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    module: str  # cli.commands.<module>.run(args) runs it
+    summary: str
+    examples: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+
+
+def _regions(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--region", dest="regions", action="append", metavar="R", help=f"{what} (repeatable; default: every region)"
+    )
+
+
+def _status_args(p: argparse.ArgumentParser) -> None:
+    _regions(p, "only this region")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+_IMAGE_HELP = "sha256:<hex> (in the app's repository) or <repository>@sha256:<hex>"
+
+
+def _render_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--region", required=True, metavar="R", help="the region to render for")
+    p.add_argument("--image", required=True, metavar="IMAGE", help=_IMAGE_HELP)
+
+
+def _deploy_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--image", required=True, metavar="IMAGE", help=_IMAGE_HELP)
+    _regions(p, "deploy only to this region, without waves")
+    _wait_args(p, "every targeted region (wave by wave) has an outcome")
+
+
+def _rollback_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--to", default="previous", metavar="TARGET", help="'previous' (default), sha256:<hex> or repo@sha256:<hex>"
+    )
+    _regions(p, "roll back only this region")
+    _wait_args(p, "every targeted region has an outcome")
+
+
+def _wait_args(p: argparse.ArgumentParser, until: str) -> None:
+    p.add_argument("--wait", action="store_true", help=f"follow the regions live until {until}")
+    p.add_argument(
+        "--timeout", type=float, default=900, metavar="S", help="give up waiting after S seconds (default: 900)"
+    )
+
+
+def _drift_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", action="store_true", help="check here and now instead of publishing a drift request")
+    p.add_argument("--heal", action="store_true", help="put drifted objects back as released")
+    _regions(p, "only this region")
+
+
+def _history_args(p: argparse.ArgumentParser) -> None:
+    _regions(p, "only this region")
+    p.add_argument("--limit", type=int, default=10, metavar="N", help="at most N releases per region (default: 10)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+COMMANDS = [
+    Command(
+        "status",
+        "inspect",
+        "Show what runs in each region and how Cloudflare steers traffic to it.",
+        "geodeploy status\n  geodeploy --app shop status --json",
+        _status_args,
+    ),
+    Command(
+        "render",
+        "manifests",
+        "Print the Kubernetes objects a release would apply (its manifest hash on stderr).",
+        "geodeploy render --region europe-west1 --image sha256:3f2a...\n"
+        "  geodeploy render --region us-west1 --image europe-docker.pkg.dev/p/apps/shop@sha256:3f2a...",
+        _render_args,
+    ),
+    Command(
+        "diff",
+        "manifests",
+        "Preview a release against the live cluster: what would be created or changed.",
+        "geodeploy diff --region europe-west1 --image sha256:3f2a...",
+        _render_args,
+    ),
+    Command(
+        "deploy",
+        "release",
+        "Deploy an image: publish a deploy control message (regions follow the waves).",
+        "geodeploy deploy --image sha256:3f2a...\n"
+        "  geodeploy deploy --image sha256:3f2a... --region us-west1 --wait\n"
+        "  geodeploy deploy --image sha256:3f2a... --wait --timeout 600",
+        _deploy_args,
+    ),
+    Command(
+        "rollback",
+        "release",
+        "Roll back: publish a rollback control message (every region at once).",
+        "geodeploy rollback --wait\n  geodeploy rollback --to sha256:3f2a... --region asia-east1",
+        _rollback_args,
+    ),
+    Command(
+        "drift",
+        "drift",
+        "Check the clusters and Cloudflare against the releases (publish a request, or --run here).",
+        "geodeploy drift\n  geodeploy drift --run\n  geodeploy drift --run --heal --region us-west1",
+        _drift_args,
+    ),
+    Command(
+        "history",
+        "inspect",
+        "List each region's releases, newest first, from its release record.",
+        "geodeploy history\n  geodeploy history --region europe-west1 --limit 3",
+        _history_args,
+    ),
+]
+
+
+def _global_options(top_level: bool) -> Parser:
+    """Global options work before or after the command: the command's copies default to
+    SUPPRESS so that, when absent there, they leave the top-level value alone."""
+    options = Parser(add_help=False)
+    default: dict[str, Any] = {} if top_level else {"default": argparse.SUPPRESS}
+    options.add_argument(
+        "--config",
+        metavar="PATH",
+        help="the geodeploy config (default: $GEODEPLOY_CONFIG, else ./geodeploy.yaml)",
+        **default,
+    )
+    options.add_argument(
+        "--sandbox",
+        metavar="DIR",
+        help="talk to the local sandbox recorded in DIR/sandbox.json (default: $GEODEPLOY_SANDBOX)",
+        **default,
+    )
+    options.add_argument("--app", metavar="NAME", help="the app (default: the config's only app)", **default)
+    options.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also print geodeploy's JSON log lines on stderr",
+        **({"default": False} if top_level else default),
+    )
+    return options
+
+
+def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = Parser(
+        prog="geodeploy",
+        description=_OVERVIEW,
+        epilog=_EXIT_CODES,
+        formatter_class=formatter,
+        parents=[_global_options(True)],
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        sub = commands.add_parser(
+            command.name,
+            help=command.summary,
+            description=command.summary,
+            epilog=f"examples:\n  {command.examples}\n\n{_EXIT_CODES}",
+            formatter_class=formatter,
+            parents=[_global_options(False)],
+        )
+        command.arguments(sub)
+        sub.set_defaults(module=command.module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from cli.errors import run_guarded  # after parsing: --help stays import-free
+
+    module = importlib.import_module(f"cli.commands.{args.module}")
+    return run_guarded(lambda: module.run(args), verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

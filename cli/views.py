@@ -1,0 +1,98 @@
+"""Formatting: tables, times, digests, triggers. Everything the CLI prints goes through
+`say`/`error`, which redact any secret value the process has read (the Cloudflare token)
+as a last line of defence: no code path is meant to print one in the first place."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["brief", "clock", "compact", "error", "say", "short_image", "table", "trigger_text", "when"]
+
+NONE = "-"
+
+
+def _redact(text: str) -> str:
+    logs = sys.modules.get("shared.logs")  # only loaded once something could have read a secret
+    return logs.redact(text) if logs is not None else text
+
+
+def say(text: str = "") -> None:
+    sys.stdout.write(_redact(text) + "\n")
+    sys.stdout.flush()  # live views are read as they happen, often through a pipe
+
+
+def error(text: str) -> None:
+    sys.stderr.write(_redact(f"geodeploy: error: {text}") + "\n")
+
+
+def note(text: str) -> None:
+    """A line for the operator that is not the command's output (e.g. the manifest hash)."""
+    sys.stderr.write(_redact(text) + "\n")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], indent: str = "") -> str:
+    cells = [[str(h) for h in headers], *[[NONE if c is None or c == "" else str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join(indent + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
+
+
+def short_image(image: str | None) -> str:
+    """The 12-hex short digest of a pinned image; anything else as it is."""
+    if not image:
+        return NONE
+    from shared.contracts import ImageRef
+
+    try:
+        return ImageRef.parse(image).short
+    except ValueError:
+        return image
+
+
+def when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if moment else NONE
+
+
+def clock() -> str:
+    """The live views' timestamp: the operator's local wall clock."""
+    return datetime.now().strftime("%H:%M:%S")
+
+
+def trigger_text(trigger: Any) -> str:
+    """push v1.2.0 · manual by ana · rollback by geodeploy:auto-rollback · wave"""
+    detail = trigger.tag or (f"by {trigger.requested_by}" if trigger.requested_by else "")
+    return f"{trigger.type} {detail}".strip()
+
+
+def compact(value: Any) -> str:
+    """A value of a report on one line: strings bare, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+# What urllib3 buries in a long "HTTPSConnectionPool(...): Max retries exceeded ..." text.
+_CAUSES = (
+    ("refused", "connection refused"),
+    ("NewConnectionError", "cannot connect"),
+    ("ConnectTimeout", "connection timed out"),
+    ("ReadTimeout", "no answer (read timed out)"),
+    ("timed out", "timed out"),
+    ("Name or service not known", "unknown host"),
+    ("SSLError", "TLS error"),
+    ("RemoteDisconnected", "connection closed by the server"),
+)
+
+
+def brief(text: str) -> str:
+    """An error on one short line: a connection failure as its cause, not urllib3's essay."""
+    text = " ".join(text.split())
+    for marker in ("HTTPSConnectionPool(", "HTTPConnectionPool("):
+        if marker in text:
+            head, rest = text.split(marker, 1)
+            cause = next((label for needle, label in _CAUSES if needle in rest), "connection failed")
+            return f"{head.rstrip(': ')}: {cause}"
+    return text if len(text) <= 300 else text[:300] + "…"
