@@ -94,11 +94,22 @@ class KwokClusters:
             "kind": "KwokctlConfiguration",
             "componentsPatches": [
                 {"name": "kube-apiserver", "extraArgs": [{"key": "token-auth-file", "value": str(tokens)}]},
+                # One instance of each: no leader election, so a restarted region works at
+                # once instead of waiting ~15 s for its old leases to lapse (seen here).
                 # GKE's HPA syncs every 15 s; a short period keeps sandbox tests quick.
                 {
                     "name": "kube-controller-manager",
-                    "extraArgs": [{"key": "horizontal-pod-autoscaler-sync-period", "value": "2s"}],
+                    "extraArgs": [
+                        {"key": "horizontal-pod-autoscaler-sync-period", "value": "2s"},
+                        {"key": "leader-elect", "value": "false"},
+                    ],
                 },
+                {"name": "kube-scheduler", "extraArgs": [{"key": "leader-elect", "value": "false"}]},
+                # No node leases: a restarted kwok controller (a new identity) would not
+                # manage the nodes whose leases the old one held until they lapse, leaving
+                # new pods Pending for ~50 s (seen here). Node status heartbeats (every 20 s,
+                # sandbox/kwok_stages.py) keep the nodes Ready instead.
+                {"name": "kwok-controller", "extraArgs": [{"key": "node-lease-duration-seconds", "value": "0"}]},
             ],
         }
         path = self._state / "kwokctl.yaml"
@@ -159,11 +170,6 @@ class KwokClusters:
 
     def start(self, name: str) -> None:
         self._kwokctl("start", "cluster", "--name", name, "--wait", "120s")
-        # The restarted kwok controller has a new identity and does not take over the node
-        # leases the old one held until long after they expire, by which time the node
-        # controller has marked the nodes unreachable (seen here). Handing them over now
-        # keeps the nodes Ready.
-        self.kubectl(name, "delete", "leases", "--all", "-n", "kube-node-lease", "--wait=false")
 
     def delete_all(self) -> None:
         for name in list(self.clusters):

@@ -243,7 +243,7 @@ class Sandbox:
 
     def memory_mb(self) -> float:
         """Resident memory of every sandbox process (clusters included), in MiB."""
-        return round(sum(_rss_kib(pid) for pid in _pids_below(self.state_dir)) / 1024, 1)
+        return round(sum(_rss_kib(pid) for pid in sandbox_pids(self.state_dir)) / 1024, 1)
 
 
 def stop_recorded_sandbox(state_dir: Path) -> bool:
@@ -262,7 +262,7 @@ def stop_recorded_sandbox(state_dir: Path) -> bool:
     return True
 
 
-def _pids_below(state_dir: Path) -> list[int]:
+def sandbox_pids(state_dir: Path) -> list[int]:
     """Processes whose command line or working files mention the sandbox's state dir."""
     marker = str(state_dir)
     pids = []

@@ -39,6 +39,7 @@ class RegionDeployer:
     log: BoundLogger
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     monotonic: Callable[[], float] = time.monotonic
+    _renders: dict[tuple[str, str], RenderedRelease] = field(default_factory=dict, init=False, repr=False)
 
     def handle(self, request: DeployRequest) -> DeployResult | None:
         """Handles one request; returns the result it published (None for duplicates)."""
@@ -63,7 +64,11 @@ class RegionDeployer:
         raise TransientError("the release record kept changing under us")
 
     def _render(self, app: App, image: str) -> RenderedRelease:
-        return render_release(self.config, app, self.region, ImageRef.parse(image))
+        # Deciding, recording and applying all need the same rendering: make it once.
+        key = (app.name, image)
+        if key not in self._renders:
+            self._renders[key] = render_release(self.config, app, self.region, ImageRef.parse(image))
+        return self._renders[key]
 
 
 @dataclass
