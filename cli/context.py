@@ -83,11 +83,8 @@ class Context:
         """`sha256:<hex>` (in the app's repository) or `<repository>@sha256:<hex>`."""
         from shared.contracts import ImageRef
 
-        text = text.strip()
-        if text.startswith("sha256:"):
-            text = f"{self.app.repository}@{text}"
         try:
-            return ImageRef.parse(text)
+            return ImageRef.parse_for(text, self.app.repository)
         except ValueError:
             raise UsageError(
                 f"{option}: expected sha256:<64 hex> or <repository>@sha256:<64 hex>, got {text!r} "

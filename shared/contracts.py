@@ -63,6 +63,12 @@ class ImageRef:
             raise ValueError(f"not an image pinned by digest (repository@sha256:<64 hex>): {reference!r}")
         return cls(m["repo"], m["digest"])
 
+    @classmethod
+    def parse_for(cls, text: str, repository: str) -> ImageRef:
+        """Like parse, but a bare `sha256:<hex>` means an image of `repository`."""
+        text = text.strip()
+        return cls.parse(f"{repository}@{text}" if text.startswith("sha256:") else text)
+
 
 def split_tag_reference(reference: str) -> tuple[str, str]:
     """`europe-docker.pkg.dev/p/r/app:v1` → (repository, tag); the tag follows the last

@@ -124,13 +124,10 @@ def _app(message: ControlMessage, config: Config) -> App:
 
 
 def _target_image(message: ControlMessage, app: App) -> ImageRef | None:
-    target = message.target.strip()
-    if target == "previous":
+    if message.target.strip() == "previous":
         return None
-    if target.startswith("sha256:"):
-        target = f"{app.repository}@{target}"
     try:
-        return ImageRef.parse(target)
+        return ImageRef.parse_for(message.target, app.repository)
     except ValueError:
         raise InvalidMessage(
             "invalid_target",
