@@ -172,7 +172,11 @@ class KwokClusters:
         self._kwokctl("start", "cluster", "--name", name, "--wait", "120s")
 
     def delete_all(self) -> None:
-        for name in list(self.clusters):
+        self.delete(list(self.clusters))
+
+    def delete(self, names: list[str]) -> None:
+        """Deletes clusters by name (also ones another process created in this state dir)."""
+        for name in names:
             try:
                 self._kwokctl("delete", "cluster", "--name", name, timeout=60)
             finally:

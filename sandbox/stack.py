@@ -255,9 +255,7 @@ def stop_recorded_sandbox(state_dir: Path) -> bool:
     for group in state["process_groups"]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(group, signal.SIGTERM)
-    clusters = KwokClusters(Path(state["bin_dir"]), Path(state["state_dir"]), token="unused")
-    clusters.clusters = {name: None for name in state["clusters"]}  # type: ignore[misc]
-    clusters.delete_all()
+    KwokClusters(Path(state["bin_dir"]), Path(state["state_dir"]), token="unused").delete(list(state["clusters"]))
     path.unlink()
     return True
 
