@@ -65,12 +65,11 @@ def reconcile_traffic(
     connect: Callable[[Region], KubeClient],
     cloudflare: CloudflareLB,
     log: BoundLogger,
-    health: dict[str, RegionHealth] | None = None,
     pools_only: bool = False,
 ) -> TrafficReport:
     """`pools_only`: only drain and restore pools (the scheduled run when drift healing is
     off), leaving any other hand edit in place for the drift check to report."""
-    health = health or {r.name: read_region_health(config, r, connect) for r in config.regions}
+    health = {r.name: read_region_health(config, r, connect) for r in config.regions}
     writes_before = cloudflare.writes
     changes: list[str] = []
     if pools_only:
@@ -107,8 +106,7 @@ def _steer_pools(
     config: Config, cloudflare: CloudflareLB, health: dict[str, RegionHealth], changes: list[str]
 ) -> tuple[dict[str, list[Object]], dict[str, bool]]:
     by_name = _group_by(cloudflare.list_pools(), "name")
-    enabled_now = {r.name: _first(by_name.get(r.cloudflare.pool, [])).get("enabled", False) for r in config.regions}
-    enabled = choose_enabled_pools(config, health, enabled_now)
+    enabled = _serving(config, health, by_name)
     for region in config.regions:
         pool = _first(by_name.get(region.cloudflare.pool, []))
         if pool and pool.get("enabled") != enabled[region.name]:
@@ -117,15 +115,19 @@ def _steer_pools(
     return by_name, enabled
 
 
+def _serving(config: Config, health: dict[str, RegionHealth], by_name: dict[str, list[Object]]) -> dict[str, bool]:
+    """Which regions' pools should take traffic, given which do now."""
+    enabled_now = {r.name: bool(_first(by_name.get(r.cloudflare.pool, [])).get("enabled")) for r in config.regions}
+    return choose_enabled_pools(config, health, enabled_now)
+
+
 def _converge(
     config: Config, cloudflare: CloudflareLB, health: dict[str, RegionHealth], changes: list[str]
 ) -> tuple[dict[str, list[Object]], dict[str, bool], str]:
     """Everything as the config says: monitor, pools (drained or not), load balancer."""
     monitor_id, monitors = _ensure_monitor(config, cloudflare, changes)
-    pools = cloudflare.list_pools()
-    by_name = _group_by(pools, "name")
-    enabled_now = {r.name: _first(by_name.get(r.cloudflare.pool, [])).get("enabled", False) for r in config.regions}
-    enabled = choose_enabled_pools(config, health, enabled_now)
+    by_name = _group_by(cloudflare.list_pools(), "name")
+    enabled = _serving(config, health, by_name)
     pool_ids: dict[str, str] = {}
 
     def pool_creator(name: str) -> Callable[[Object], Object]:
