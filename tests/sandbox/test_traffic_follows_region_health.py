@@ -175,3 +175,24 @@ def test_a_reconcile_that_fails_on_auth_logs_no_trace_of_the_token(sandbox, depl
     assert wrong not in caplog.text
     for token in (wrong, sandbox.sandbox.cloudflare_token):
         assert all(token not in str(r.__dict__) for r in caplog.records)
+
+
+def test_cloudflare_and_cluster_health_disagreeing_is_reported(sandbox, shop, deployed):
+    path, config = shop
+    cloudflare = sandbox.sandbox.cloudflare
+    cloudflare.set_pool_health("shop-us-west1", False)  # Cloudflare's probes fail there
+    try:
+        logged = sandbox.reconcile_traffic(config)
+    finally:
+        cloudflare.set_pool_health("shop-us-west1", True)
+    assert logged["disagreements"] == [
+        {"region": "us-west1", "cluster": "healthy:serving", "cloudflare_healthy": False}
+    ]
+    warned = [
+        e
+        for e in sandbox.log_events(path, f"{config.name}-reconcile-traffic")
+        if e.get("event") == "health_disagreement" and e.get("event_id") == logged["event_id"]
+    ]
+    assert warned and warned[0]["severity"] == "WARNING"
+    # The cluster's view decides: the region keeps serving.
+    assert _enabled(sandbox, config)["us-west1"] is True
