@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -90,6 +91,7 @@ def main() -> int:
         )
     finally:
         stack.stop()
+        shutil.rmtree(state, ignore_errors=True)
     lines.append("")
     results = REPO / "bench" / "results.md"
     previous = (

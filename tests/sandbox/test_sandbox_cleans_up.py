@@ -3,6 +3,7 @@ and no port bound."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -46,3 +47,4 @@ def test_stopping_after_a_failure_leaves_no_process_and_no_port(tmp_path):
             stack.stop()
     assert sandbox_pids(state) == []
     assert [p for p in ports if _bound(p)] == []
+    shutil.rmtree(state, ignore_errors=True)
