@@ -27,7 +27,7 @@ def _bound(port: int) -> bool:
     return False
 
 
-def test_stopping_after_a_failure_leaves_no_process_and_no_port(tmp_path):
+def test_stopping_after_a_failure_leaves_no_process_and_no_port():
     state = Path(tempfile.mkdtemp(prefix="geodeploy-cleanup-"))
     stack = Sandbox([REPO / "config" / "sandbox.yaml"], state, progress=lambda _: None)
     ports: list[int] = []
