@@ -13,6 +13,7 @@ from shared.adapters.release_store import ReleaseStore
 from shared.config import App, Config, Region
 from shared.contracts import ControlMessage, DeployRequest, ImageRef, Trigger, release_id_for
 from shared.errors import ClusterUnreachable, InvalidMessage, TransientError
+from shared.flows.requests import send_deploy_requests
 from shared.logs import BoundLogger
 from shared.planning import plan_region_requests
 from shared.releases import resolve_previous
@@ -34,8 +35,7 @@ def handle_control(
     if message.action == "rollback" and message.target.strip() == "previous":
         previous = _resolve_previous(message, config, connect, log)
     requests = plan_control(message, event_id=event_id, published_at=published_at, config=config, previous=previous)
-    for request in requests:
-        publisher.publish(config.deploy_topic(request.region), request.to_bytes())
+    send_deploy_requests(requests, config, publisher)
     log.info(
         f"{message.action}_requested",
         app=message.app,

@@ -9,6 +9,7 @@ from datetime import datetime
 from shared.adapters.pubsub import Publisher
 from shared.config import Config
 from shared.contracts import ArtifactRegistryNotification, DeployRequest, Trigger, release_id_for
+from shared.flows.requests import send_deploy_requests
 from shared.logs import BoundLogger
 from shared.planning import plan_region_requests
 
@@ -42,8 +43,7 @@ def handle_image_pushed(
         return outcome
     first = outcome[0]
     log = log.bind(app=first.app, release=first.release_id, image=first.image)
-    for request in outcome:
-        publisher.publish(config.deploy_topic(request.region), request.to_bytes())
+    send_deploy_requests(outcome, config, publisher)
     log.info("deploy_requested", regions=[r.region for r in outcome], wave=first.wave)
     return outcome
 

@@ -17,6 +17,7 @@ from shared.adapters.release_store import ReleaseStore
 from shared.config import Config, Region
 from shared.contracts import DeployResult, ImageRef
 from shared.errors import ClusterUnreachable
+from shared.flows.requests import send_deploy_requests
 from shared.logs import BoundLogger
 from shared.planning import plan_region_requests
 
@@ -67,8 +68,7 @@ def advance_waves(
         issued_at=result.issued_at,
         wave=following,
     )
-    for request in requests:
-        publisher.publish(config.deploy_topic(request.region), request.to_bytes())
+    send_deploy_requests(requests, config, publisher)
     regions = [r.region for r in requests]
     log.info("wave_advanced", next_wave=following, regions=regions)
     return regions
