@@ -24,7 +24,7 @@ from shared.config import App, Config, Region
 from shared.contracts import ImageRef
 from shared.drift import Difference, compare_object, list_repairs
 from shared.errors import ClusterUnreachable, PermanentError
-from shared.flows.traffic import reconcile_traffic
+from shared.flows.traffic import find_oldest, reconcile_traffic
 from shared.logs import BoundLogger
 from shared.rendering import object_key, render_release
 from shared.traffic import (
@@ -179,12 +179,14 @@ def _heal(kube: KubeClient, desired: Object, differences: list[Difference]) -> N
 def _cloudflare_differences(config: Config, cloudflare: CloudflareLB) -> list[Object]:
     found: list[Object] = []
     description = monitor_description(config)
-    monitor = next((m for m in cloudflare.list_monitors() if m.get("description") == description), None)
+    # Looked up as reconcile_traffic does, so both mean the same object when twins exist.
+    monitor = find_oldest(cloudflare.list_monitors(), "description", description)
     if monitor is None:
         found.append({"object": "monitor", "path": "", "expected": "present", "live": "<absent>"})
     else:
         found += _field_differences("monitor", desired_monitor(config), monitor)
-    pools = {p.get("name"): p for p in cloudflare.list_pools()}
+    live_pools = cloudflare.list_pools()
+    pools = {r.cloudflare.pool: p for r in config.regions if (p := find_oldest(live_pools, "name", r.cloudflare.pool))}
     for region in config.regions:
         pool = pools.get(region.cloudflare.pool)
         if pool is None:
@@ -198,7 +200,7 @@ def _cloudflare_differences(config: Config, cloudflare: CloudflareLB) -> list[Ob
         }
         found += _field_differences(f"pool/{region.cloudflare.pool}", desired, pool)
     hostname = config.cloudflare.hostname
-    lb = next((b for b in cloudflare.list_load_balancers() if b.get("name") == hostname), None)
+    lb = find_oldest(cloudflare.list_load_balancers(), "name", hostname)
     if lb is None:
         found.append({"object": f"load_balancer/{hostname}", "path": "", "expected": "present", "live": "<absent>"})
     elif all(r.cloudflare.pool in pools for r in config.regions):

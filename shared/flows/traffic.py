@@ -33,7 +33,7 @@ from shared.traffic import (
     monitor_description,
 )
 
-__all__ = ["TrafficReport", "read_region_health", "reconcile_traffic"]
+__all__ = ["TrafficReport", "find_oldest", "read_region_health", "reconcile_traffic"]
 
 Object = dict[str, Any]
 
@@ -131,7 +131,7 @@ def _converge(
     pool_ids: dict[str, str] = {}
 
     def pool_creator(name: str) -> Callable[[Object], Object]:
-        return lambda body: cloudflare.create_pool(body, lambda: _find(cloudflare.list_pools(), "name", name))
+        return lambda body: cloudflare.create_pool(body, lambda: find_oldest(cloudflare.list_pools(), "name", name))
 
     for region in config.regions:
         desired = desired_pool(region, monitor_id, enabled[region.name])
@@ -146,9 +146,9 @@ def _converge(
     lb = _ensure(
         f"load balancer {config.cloudflare.hostname}",
         desired_load_balancer(config, pool_ids),
-        _find(cloudflare.list_load_balancers(), "name", config.cloudflare.hostname) or {},
+        find_oldest(cloudflare.list_load_balancers(), "name", config.cloudflare.hostname) or {},
         create=lambda body: cloudflare.create_load_balancer(
-            body, lambda: _find(cloudflare.list_load_balancers(), "name", config.cloudflare.hostname)
+            body, lambda: find_oldest(cloudflare.list_load_balancers(), "name", config.cloudflare.hostname)
         ),
         edit=cloudflare.edit_load_balancer,
         changes=changes,
@@ -173,7 +173,7 @@ def _ensure_monitor(config: Config, cloudflare: CloudflareLB, changes: list[str]
         desired_monitor(config),
         _first(monitors),
         create=lambda body: cloudflare.create_monitor(
-            body, lambda: _find(cloudflare.list_monitors(), "description", description)
+            body, lambda: find_oldest(cloudflare.list_monitors(), "description", description)
         ),
         edit=cloudflare.edit_monitor,
         changes=changes,
@@ -243,5 +243,6 @@ def _first(objects: list[Object]) -> Object:
     return objects[0] if objects else {}
 
 
-def _find(objects: list[Object], key: str, value: str) -> Object | None:
+def find_oldest(objects: list[Object], key: str, value: str) -> Object | None:
+    """The object geodeploy manages under that name: the oldest, if a lost create left twins."""
     return next(iter(_group_by(objects, key).get(value, [])), None)
