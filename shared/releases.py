@@ -13,16 +13,40 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from shared.contracts import DeployRequest, ImageRef, Trigger
 
-__all__ = ["Action", "Decision", "Release", "ReleaseRecord", "decide", "resolve_previous"]
+__all__ = [
+    "ISSUED_AT_ANNOTATION",
+    "RELEASE_ANNOTATION",
+    "Action",
+    "Decision",
+    "Release",
+    "ReleaseOrder",
+    "ReleaseRecord",
+    "decide",
+    "release_order",
+    "release_stamp",
+    "resolve_previous",
+    "stamp_order",
+    "stamped",
+]
 
 ReleaseStatus = Literal["applying", "progressing", "succeeded", "failed", "superseded"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "superseded"})
+ROLLBACK_SUFFIX = "-rb"
+NEWER_RELEASE_CLAIMED = "newer_release_claimed"
+
+# Releases are ordered by when their triggering event was issued; the release id breaks
+# ties, so an automatic rollback (`<id>-rb`, same issued_at) orders after what it replaces.
+ReleaseOrder = tuple[datetime, str]
+
+
+def release_order(issued_at: datetime, release_id: str) -> ReleaseOrder:
+    return (issued_at, release_id)
 
 
 class Release(BaseModel):
@@ -40,6 +64,27 @@ class Release(BaseModel):
     reason: str = ""
     # For rollbacks: the release this one replaced (automatic rollbacks name the failed one).
     rollback_of: str | None = None
+    # The newest request that asked for this same image and manifest (a duplicate, e.g.
+    # another tag of the digest, or the same digest pushed again): the release stands for
+    # it too, so a request issued before it is older than this release.
+    confirmed_by: str | None = None
+    confirmed_at: datetime | None = None
+
+    @property
+    def order(self) -> ReleaseOrder:
+        return release_order(self.issued_at, self.release_id)
+
+    @property
+    def claim_order(self) -> ReleaseOrder:
+        """The order a request must beat to replace this release (its own, or that of the
+        newest duplicate request it stands for)."""
+        if self.confirmed_at is None or self.confirmed_by is None:
+            return self.order
+        return max(self.order, release_order(self.confirmed_at, self.confirmed_by))
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
 
 
 class ReleaseRecord(BaseModel):
@@ -55,8 +100,18 @@ class ReleaseRecord(BaseModel):
         return next((r for r in self.history if r.release_id == release_id), None)
 
     def with_release(self, release: Release, limit: int) -> ReleaseRecord:
-        """The record with `release` as the newest entry (replacing one with its id)."""
-        rest = tuple(r for r in self.history if r.release_id != release.release_id)
+        """The record with `release` claimed as the newest entry (replacing one with its
+        id). Every other unfinished release is superseded by the claim, so it ends even
+        if its own call never writes again (it died, or its writes are refused)."""
+        rest = tuple(
+            r
+            if r.finished or r.release_id == release.release_id
+            else r.model_copy(
+                update={"status": "superseded", "finished_at": release.applied_at, "reason": NEWER_RELEASE_CLAIMED}
+            )
+            for r in self.history
+            if r.release_id != release.release_id
+        )
         return ReleaseRecord(history=((release, *rest))[:limit])
 
     def updated(self, release: Release) -> ReleaseRecord:
@@ -69,12 +124,18 @@ class ReleaseRecord(BaseModel):
     def knows_image(self, image: str) -> bool:
         return any(r.image == image for r in self.history)
 
+    def rollback_for(self, release_id: str) -> Release | None:
+        """The automatic rollback that followed `release_id`, if one was claimed."""
+        return next((r for r in self.history if r.rollback_of == release_id and r.kind == "rollback"), None)
+
 
 class Action(StrEnum):
     APPLY = "apply"  # write the manifests and a new release entry
-    RESUME = "resume"  # our own release, redelivered: finish it without new writes
+    RESUME = "resume"  # our own release, redelivered: finish it (or report how it ended)
     DUPLICATE = "duplicate"  # this image and manifest are already the release: no writes
-    SUPERSEDED = "superseded"  # a newer release is already recorded: no writes
+    # A newer release is recorded. If our own release was claimed before it and never
+    # finished, `own` names it: it is marked superseded, and nothing of ours is applied.
+    SUPERSEDED = "superseded"
     REJECT = "reject"  # cannot be done (e.g. no previous release to roll back to)
 
 
@@ -84,6 +145,8 @@ class Decision:
     reason: str
     image: str | None = None  # the image to apply or resume
     release: Release | None = None  # the release to resume, or the one that supersedes
+    own: Release | None = None  # SUPERSEDED: our unfinished release, to mark superseded
+    confirm: bool = False  # DUPLICATE: the request is newer than the release; record it on it
 
 
 def decide(
@@ -100,11 +163,16 @@ def decide(
     current = record.current
     own = record.find(request.release_id)
     if own is not None:
-        # A redelivery of a request we already took on. If an automatic rollback
-        # followed it, the rollback is what is left to finish.
-        if current is not None and current.rollback_of == own.release_id:
-            return Decision(Action.RESUME, "rollback_in_progress", current.image, current)
-        return Decision(Action.RESUME, "redelivered", own.image, own)
+        # A redelivery of a request we already took on. What is left to finish is its
+        # automatic rollback, if one was claimed, else the release itself.
+        active = record.rollback_for(own.release_id) or own
+        if current is not None and current.release_id != active.release_id and current.claim_order > active.order:
+            # A newer release was claimed on top of ours: never apply ours again.
+            if active.finished:
+                return Decision(Action.RESUME, "already_finished", active.image, active)
+            return Decision(Action.SUPERSEDED, NEWER_RELEASE_CLAIMED, release=current, own=active)
+        reason = "rollback_in_progress" if active is not own else "redelivered"
+        return Decision(Action.RESUME, reason, active.image, active)
 
     image = request.image
     if request.kind == "rollback":
@@ -118,7 +186,8 @@ def decide(
             # repository; never to an arbitrary image someone typed.
             return Decision(Action.REJECT, "image_not_allowed", image)
 
-    assert image is not None  # deploy requests always name an image (contract)
+    if image is None:  # the contract allows it only for rollbacks; never act on a guess
+        return Decision(Action.REJECT, "no_image")
     # Checked before ordering: one digest pushed under several tags arrives as several
     # requests in any order, and all but the first are duplicates, not "older".
     if (
@@ -127,8 +196,13 @@ def decide(
         and current.manifest_hash == manifest_hash_of(image)
         and current.status != "failed"
     ):
-        return Decision(Action.DUPLICATE, "already_released", image, current)
-    if request.kind == "deploy" and current is not None and request.issued_at < current.issued_at:
+        # A newer request for what already runs: the release now stands for it, so an
+        # older push delivered after it cannot replace it (the flow records that).
+        newer = release_order(request.issued_at, request.release_id) > current.claim_order
+        return Decision(Action.DUPLICATE, "already_released", image, current, confirm=newer)
+    # Every kind is ordered: a rollback published before the current release was issued
+    # and delivered late must not undo it either.
+    if current is not None and release_order(request.issued_at, request.release_id) < current.claim_order:
         return Decision(Action.SUPERSEDED, "newer_release_recorded", release=current)
     return Decision(Action.APPLY, "new_release", image)
 
@@ -144,3 +218,50 @@ def resolve_previous(records: list[ReleaseRecord]) -> str | None:
     assert newest.current is not None
     previous = newest.last_good(excluding_image=newest.current.image)
     return previous.image if previous else None
+
+
+# --- the stamp on the Deployment ----------------------------------------------------------
+# Every apply writes the release it belongs to onto the Deployment, guarded by the
+# resourceVersion read just before: two calls racing on a region can then never let the
+# older release's apply land after the newer one's (the loser sees the newer stamp).
+
+RELEASE_ANNOTATION = "geodeploy.dev/release"
+ISSUED_AT_ANNOTATION = "geodeploy.dev/issued-at"
+
+
+def release_stamp(release: Release) -> dict[str, str]:
+    return {RELEASE_ANNOTATION: release.release_id, ISSUED_AT_ANNOTATION: release.issued_at.isoformat()}
+
+
+def stamp_order(obj: dict[str, Any] | None) -> ReleaseOrder | None:
+    """The order of the release whose apply last wrote `obj`; None if unstamped or unreadable."""
+    annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+    release_id, issued = annotations.get(RELEASE_ANNOTATION), annotations.get(ISSUED_AT_ANNOTATION)
+    if not release_id or not issued:
+        return None
+    try:
+        issued_at = datetime.fromisoformat(str(issued).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if issued_at.tzinfo is None:
+        return None
+    return release_order(issued_at, str(release_id))
+
+
+def stamped(obj: dict[str, Any], release: Release, live: dict[str, Any] | None) -> dict[str, Any]:
+    """`obj` carrying `release`'s stamp and, if `live` is given, its resourceVersion as
+    the guard (the API server answers 409 if the object moved since it was read)."""
+    metadata = dict(obj["metadata"])
+    metadata["annotations"] = {**(metadata.get("annotations") or {}), **release_stamp(release)}
+    if live is not None:
+        metadata["resourceVersion"] = live["metadata"]["resourceVersion"]
+    out = {**obj, "metadata": metadata}
+    template = (obj.get("spec") or {}).get("template")
+    if template is not None:
+        # On the pod template too: every release is a rollout of its own, even one that
+        # re-applies the spec of a release that failed in place (a retried digest), whose
+        # old ProgressDeadlineExceeded would otherwise never clear.
+        pod_meta = dict(template.get("metadata") or {})
+        pod_meta["annotations"] = {**(pod_meta.get("annotations") or {}), RELEASE_ANNOTATION: release.release_id}
+        out["spec"] = {**obj["spec"], "template": {**template, "metadata": pod_meta}}
+    return out

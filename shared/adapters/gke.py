@@ -15,6 +15,11 @@ from shared.errors import ClusterUnreachable, PermanentError
 
 __all__ = ["ClusterConnector"]
 
+# The Kubernetes and GKE client libraries load on first use (cold starts). Two threads
+# importing them at once deadlocked Python's import machinery once and left
+# kubernetes.client half-imported for the life of the process: first imports take turns.
+_IMPORT_LOCK = threading.Lock()
+
 
 class ClusterConnector:
     """Opens KubeClients for clusters, caching each for the life of the instance."""
@@ -45,7 +50,8 @@ class ClusterConnector:
 
     def _container_client(self) -> Any:
         if self._container is None:
-            from google.cloud import container_v1
+            with _IMPORT_LOCK:
+                from google.cloud import container_v1
 
             options = {"api_endpoint": self._gke_endpoint} if self._gke_endpoint else None
             # REST: one transport for production and the sandbox's stand-in alike.
@@ -55,8 +61,9 @@ class ClusterConnector:
         return self._container
 
     def _api_client(self, name: str) -> Any:
-        from google.api_core import exceptions as gexc
-        from kubernetes.client import ApiClient, Configuration
+        with _IMPORT_LOCK:
+            from google.api_core import exceptions as gexc
+            from kubernetes.client import ApiClient, Configuration
 
         try:
             cluster = self._container_client().get_cluster(name=name, timeout=20)

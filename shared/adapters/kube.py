@@ -4,7 +4,8 @@ Not a general client. It knows the kinds geodeploy renders and speaks to their R
 paths directly (no discovery round-trips, no model classes: a light import for cold
 starts). Every library error is translated here, once, into geodeploy's families:
 a cluster that does not answer is ClusterUnreachable (transient), a write the API server
-refuses is KubeRejected (permanent), an optimistic-lock loss is KubeConflict.
+refuses is KubeRejected (permanent), an optimistic-lock loss is KubeConflict (transient,
+caught where a flow can re-read).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from shared.errors import ClusterUnreachable, PermanentError
+from shared.errors import ClusterUnreachable, PermanentError, TransientError
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -36,8 +37,9 @@ _RESOURCES: dict[tuple[str, str], tuple[str, str, bool]] = {
 _REQUEST_TIMEOUT = (5, 30)  # (connect, read) seconds
 
 
-class KubeConflict(Exception):
-    """The object changed since it was read (HTTP 409); read again and re-decide."""
+class KubeConflict(TransientError):
+    """The object changed since it was read (HTTP 409); read again and re-decide. Flows
+    that can re-read catch it; anywhere else it is transient: the event is redelivered."""
 
 
 class KubeRejected(PermanentError):

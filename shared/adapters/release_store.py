@@ -6,8 +6,11 @@ same region cannot both claim a release: the loser gets KubeConflict and re-deci
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 from shared.adapters.kube import KubeClient
 from shared.config import App
+from shared.errors import RecordUnreadable
 from shared.releases import ReleaseRecord
 
 __all__ = ["ReleaseStore", "record_name"]
@@ -30,7 +33,16 @@ class ReleaseStore:
         if obj is None:
             return ReleaseRecord(), None
         raw = (obj.get("data") or {}).get(RECORD_KEY, "{}")
-        return ReleaseRecord.model_validate_json(raw), obj["metadata"]["resourceVersion"]
+        try:
+            record = ReleaseRecord.model_validate_json(raw)
+        except (ValidationError, ValueError, RecursionError) as e:
+            # A hand edit, most likely. Never guess, never overwrite it: say where it is.
+            first = e.errors()[0] if isinstance(e, ValidationError) and e.errors() else None
+            where = ".".join(str(p) for p in first["loc"]) + f": {first['msg']}" if first else type(e).__name__
+            raise RecordUnreadable(
+                f"ConfigMap {self._app.namespace}/{record_name(self._app)} key {RECORD_KEY}: {where}"[:300]
+            ) from None
+        return record, obj["metadata"]["resourceVersion"]
 
     def write(self, record: ReleaseRecord, version: str | None) -> str:
         """Writes the record if nobody changed it since `version`; returns the new version."""

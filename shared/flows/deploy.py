@@ -2,7 +2,14 @@
 roll back by itself if it fails, record what happened and report it.
 
     read the release record → decide → claim the release → apply → watch → record → report
-                                                    └─ failed: report, roll back, watch, report
+                                                    └─ failed or refused: report, roll back,
+                                                       watch, bake, report
+
+Every claimed release ends in a terminal status and a terminal result, whichever step a
+call dies in: a redelivery re-reads the record and carries on from the status it finds
+(docs/architecture.md, "Invariants"). Applies to the Deployment are stamped with their
+release and guarded by the resourceVersion just read, so an older release's apply can
+never land after a newer one's.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from shared.adapters.kube import KubeClient, KubeConflict
 from shared.adapters.release_store import ReleaseStore
@@ -18,14 +26,32 @@ from shared.config import App, Config, Region
 from shared.contracts import DeployRequest, DeployResult, DeployStatus, ImageRef, Trigger
 from shared.errors import NotYet, PermanentError, TransientError
 from shared.logs import BoundLogger
-from shared.releases import TERMINAL, Action, Decision, Release, ReleaseRecord, decide
+from shared.releases import (
+    ROLLBACK_SUFFIX,
+    Action,
+    Decision,
+    Release,
+    ReleaseRecord,
+    decide,
+    stamp_order,
+    stamped,
+)
 from shared.rendering import RenderedRelease, object_key, render_release
 from shared.rollout import RolloutPhase, RolloutState, evaluate_rollout
 
 __all__ = ["RegionDeployer", "apply_release"]
 
 INITIAL_SCALE_MANAGER_SUFFIX = "-initial-scale"
-REPLACED = "Replaced"
+# Reasons this flow reports (the rollout's own reasons come from shared.rollout).
+NEWER_RELEASE_APPLIED = "newer_release_applied"
+NO_EARLIER_GOOD_RELEASE = "no_earlier_good_release"
+_DECIDE_ATTEMPTS = 8  # re-reads after a conflicting record write, before redelivery
+_APPLY_ATTEMPTS = 8  # re-reads after the Deployment moved under a guarded apply
+_REAPPLY_LIMIT = 3  # a release put back after an older apply or a hand edit replaced it
+
+
+class Superseded(Exception):
+    """A newer release's apply already reached the Deployment: ours must not be applied."""
 
 
 @dataclass
@@ -42,7 +68,21 @@ class RegionDeployer:
     _renders: dict[tuple[str, str], RenderedRelease] = field(default_factory=dict, init=False, repr=False)
 
     def handle(self, request: DeployRequest) -> DeployResult | None:
-        """Handles one request; returns the result it published (None for duplicates)."""
+        """Handles one request; returns the result it published (None for duplicates).
+
+        A request refused before anything was claimed (wrong region, unknown app, an
+        unreadable record, an API refusal) publishes a `rejected` result with the reason,
+        then raises the PermanentError, so the entry point logs it and acks."""
+        try:
+            return self._handle(request)
+        except PermanentError as e:
+            self.log.warning("request_rejected", reason=e.reason, detail=e.detail)
+            self.publish_result(
+                _result(request, self.now(), "rejected", e.reason, message=e.detail[:500], image=request.image)
+            )
+            raise
+
+    def _handle(self, request: DeployRequest) -> DeployResult | None:
         if request.region != self.region.name:
             raise PermanentError("wrong_region", f"request for {request.region} reached {self.region.name}")
         try:
@@ -52,7 +92,7 @@ class RegionDeployer:
         deadline = self.monotonic() + self.config.rollout.call_budget_seconds
         log = self.log.bind(app=app.name, release=request.release_id, kind=request.kind)
         store = ReleaseStore(self.kube, app)
-        for _ in range(5):
+        for _ in range(_DECIDE_ATTEMPTS):
             record, version = store.read()
             decision = decide(request, record, app.repository, lambda image: self._render(app, image).manifest_hash)
             log.info("request_decided", action=decision.action.value, reason=decision.reason, image=decision.image)
@@ -89,9 +129,17 @@ class _Run:
         if decision.action is Action.SUPERSEDED:
             newer = decision.release
             self.log.info("request_superseded", newer_release=newer.release_id if newer else None)
+            if decision.own is not None:
+                # Ours was claimed, then a newer release was claimed on top: it ends here.
+                return self._supersede(decision.own, record, version, decision.reason)
             return self._report("superseded", decision.reason, image=self.request.image)
         if decision.action is Action.DUPLICATE:
             self.log.info("duplicate_ignored", reason=decision.reason, image=decision.image)
+            if decision.confirm and decision.release is not None:
+                confirmed = decision.release.model_copy(
+                    update={"confirmed_by": self.request.release_id, "confirmed_at": self.request.issued_at}
+                )
+                self.store.write(record.updated(confirmed), version)  # a conflict re-decides
             if decision.release is not None and decision.release.status == "succeeded":
                 # Already running: say so, so a wave waiting on this region can go on. (While
                 # the release is still rolling out, its own call will report.)
@@ -111,7 +159,7 @@ class _Run:
     def _new_release(self, image: str, kind: str, rollback_of: str | None, trigger: Trigger | None = None) -> Release:
         rendered = self.deployer._render(self.app, image)
         return Release(
-            release_id=f"{self.request.release_id}-rb" if rollback_of else self.request.release_id,
+            release_id=f"{self.request.release_id}{ROLLBACK_SUFFIX}" if rollback_of else self.request.release_id,
             kind="rollback" if kind == "rollback" else "deploy",
             image=image,
             trigger=trigger or self.request.trigger,
@@ -127,26 +175,46 @@ class _Run:
         if version is None:
             # The record lives in the app's namespace: the first release creates it first.
             self.deployer.kube.apply(rendered.find("Namespace"))
-        # Claim before applying: the conflict-checked write is what makes racing duplicates lose.
+        # Claim before applying: the conflict-checked write is what makes racing calls lose.
         record = record.with_release(release, self.deployer.config.rollout.history_limit)
         version = self.store.write(record, version)
         self.log.info("release_claimed", image=release.image, manifest_hash=release.manifest_hash)
-        apply_release(self.deployer.kube, rendered, self.app, self.log)
-        release = release.model_copy(update={"status": "progressing"})
-        record = record.updated(release)
-        version = self.store.write(record, version)
-        return self._watch_and_finish(release, record, version)
+        return self._carry_out(release, record, version)
 
     def _resume(self, release: Release, record: ReleaseRecord, version: str | None) -> DeployResult | None:
-        if release.status in TERMINAL:
+        current = record.current
+        if (
+            release.status == "failed"
+            and release.kind == "deploy"
+            and self.request.kind == "deploy"
+            and current is not None
+            and current.release_id == release.release_id
+        ):
+            # Failed and still current, with no rollback claimed after it (decide resumes
+            # that one if it was): the call that recorded the failure died before rolling back.
+            self.log.info("request_already_handled", status=release.status, detail="rolling back now")
+            return self._roll_back_automatically(release, record, version)
+        if release.finished:
             self.log.info("request_already_handled", status=release.status)
             return self._report_release(release, record)
-        if release.status == "applying":  # the call that claimed it died before applying
-            apply_release(self.deployer.kube, self.deployer._render(self.app, release.image), self.app, self.log)
-            release = release.model_copy(update={"status": "progressing"})
-            record = record.updated(release)
-            version = self.store.write(record, version)
-        return self._watch_and_finish(release, record, version)
+        return self._carry_out(release, record, version)
+
+    def _carry_out(self, release: Release, record: ReleaseRecord, version: str | None) -> DeployResult | None:
+        """From a claimed release to its end: apply (unless done before), watch, record,
+        report. A refusal on the way fails the release (and rolls it back); a newer
+        release that reached the Deployment first supersedes it."""
+        try:
+            if release.status == "applying":  # new, or the call that claimed it died before applying
+                apply_release(
+                    self.deployer.kube, self.deployer._render(self.app, release.image), self.app, self.log, release
+                )
+                release = release.model_copy(update={"status": "progressing"})
+                record, version = self._record(release, record, version)
+            return self._watch_and_finish(release, record, version)
+        except Superseded as e:
+            return self._supersede(release, record, version, NEWER_RELEASE_APPLIED, str(e))
+        except PermanentError as e:
+            return self._refused(release, record, version, e)
 
     def _watch_and_finish(self, release: Release, record: ReleaseRecord, version: str | None) -> DeployResult | None:
         state = self._watch(release)
@@ -156,17 +224,11 @@ class _Run:
             self.log.info("rollout_still_progressing", detail=state.message)
             self._report("progressing", state.reason, message=state.message, image=release.image)
             raise NotYet(f"rollout of {release.image} still progressing: {state.message}")
-        if state.reason == REPLACED:
-            release = release.model_copy(update={"status": "superseded", "finished_at": self.deployer.now()})
-            self.store.write(record.updated(release), version)
-            self.log.info("release_replaced_while_watching", detail=state.message)
-            return self._report("superseded", REPLACED, message=state.message, image=release.image)
         status = "succeeded" if state.phase is RolloutPhase.COMPLETE else "failed"
         release = release.model_copy(
             update={"status": status, "finished_at": self.deployer.now(), "reason": state.reason}
         )
-        record = record.updated(release)
-        version = self.store.write(record, version)
+        record, version = self._record(release, record, version)
         if status == "succeeded":
             self.log.info("rollout_succeeded", image=release.image, detail=state.message)
             return self._report_release(release, record)
@@ -175,12 +237,72 @@ class _Run:
             return self._report_release(release, record)
         return self._roll_back_automatically(release, record, version)
 
+    def _record(self, release: Release, record: ReleaseRecord, version: str | None) -> tuple[ReleaseRecord, str]:
+        """Writes our release's new status. A conflict caused only by a duplicate request
+        confirming our release (still current, its status as we left it) is merged and
+        written again, so it costs no re-apply; any other conflict re-decides."""
+        before = record.find(release.release_id)
+        if before is not None and before.confirmed_at is not None:
+            release = release.model_copy(
+                update={"confirmed_by": before.confirmed_by, "confirmed_at": before.confirmed_at}
+            )
+        try:
+            updated = record.updated(release)
+            return updated, self.store.write(updated, version)
+        except KubeConflict:
+            fresh, fresh_version = self.store.read()
+            live, current = fresh.find(release.release_id), fresh.current
+            if (
+                before is None
+                or live is None
+                or current is None
+                or current.release_id != release.release_id
+                or live.status != before.status
+            ):
+                raise
+            merged = release.model_copy(update={"confirmed_by": live.confirmed_by, "confirmed_at": live.confirmed_at})
+            updated = fresh.updated(merged)
+            return updated, self.store.write(updated, fresh_version)
+
+    def _supersede(
+        self, release: Release, record: ReleaseRecord, version: str | None, reason: str, detail: str = ""
+    ) -> DeployResult:
+        release = release.model_copy(
+            update={"status": "superseded", "finished_at": self.deployer.now(), "reason": reason}
+        )
+        try:
+            self.store.write(record.updated(release), version)  # a conflict re-decides, as anywhere
+        except PermanentError as e:
+            # The newer release's claim marked ours superseded in the record already
+            # (ReleaseRecord.with_release); the request still ends.
+            self.log.error("release_record_refused", reason=e.reason, detail=e.detail)
+        self.log.info("release_superseded", superseded_release=release.release_id, reason=reason, detail=detail)
+        return self._report("superseded", reason, message=detail, image=release.image)
+
+    def _refused(
+        self, release: Release, record: ReleaseRecord, version: str | None, error: PermanentError
+    ) -> DeployResult | None:
+        """The API server refused a step after the claim: the release failed. Nothing is
+        left half-applied: a deploy rolls back to the last good release."""
+        self.log.error("release_refused", image=release.image, reason=error.reason, detail=error.detail)
+        failed = release.model_copy(
+            update={"status": "failed", "finished_at": self.deployer.now(), "reason": error.reason}
+        )
+        try:
+            record, version = self._record(failed, record, version)
+        except PermanentError as e:  # even the record is refused: still end the request
+            self.log.error("release_record_refused", reason=e.reason, detail=e.detail)
+            return self._report("failed", error.reason, message=error.detail[:500], image=release.image)
+        if failed.kind == "rollback" or failed.rollback_of:
+            return self._report_release(failed, record, message=error.detail[:500])
+        return self._roll_back_automatically(failed, record, version)
+
     def _roll_back_automatically(
         self, failed: Release, record: ReleaseRecord, version: str | None
     ) -> DeployResult | None:
         target = record.last_good(excluding_image=failed.image)
         if target is None:
-            self.log.error("rollback_impossible", reason="no_earlier_good_release")
+            self.log.error("rollback_impossible", reason=NO_EARLIER_GOOD_RELEASE)
             return self._report(
                 "failed", failed.reason, message="no earlier good release to roll back to", image=failed.image
             )
@@ -207,20 +329,31 @@ class _Run:
                 last_message[0] = state.message
                 self.log.info("rollout_progress", image=release.image, phase=state.phase.value, detail=state.message)
 
-        final = self.deployer.kube.watch_object(
-            "apps/v1",
-            "Deployment",
-            self.app.name,
-            self.app.namespace,
-            until=lambda d: _is_settled(d, release, min_available),
-            deadline=self.deadline,
-            on_change=progressed,
-        )
-        state = evaluate_rollout(final, min_available, release.applied_at)
-        if final is not None and state.image != release.image:
-            # A newer release took over while we watched; ours is not the one running.
-            return RolloutState(RolloutPhase.FAILED, REPLACED, f"the Deployment now runs {state.image}")
-        return state
+        for _ in range(_REAPPLY_LIMIT + 1):
+            final = self.deployer.kube.watch_object(
+                "apps/v1",
+                "Deployment",
+                self.app.name,
+                self.app.namespace,
+                until=lambda d: _is_settled(d, release, min_available),
+                deadline=self.deadline,
+                on_change=progressed,
+            )
+            if final is None or _runs(final, release):
+                return evaluate_rollout(final, min_available, release.applied_at)
+            # Something else is in the Deployment now. Only a newer release may take over.
+            stamp = stamp_order(final)
+            current = self.store.read()[0].current
+            newer_claim = (
+                current is not None and current.release_id != release.release_id and current.claim_order > release.order
+            )
+            if (stamp is not None and stamp > release.order) or newer_claim:
+                raise Superseded(f"the Deployment now runs {_image_of(final)}")
+            self.log.warning("release_reapplied", detail=f"the Deployment ran {_image_of(final)}, an older release")
+            apply_release(
+                self.deployer.kube, self.deployer._render(self.app, release.image), self.app, self.log, release
+            )
+        raise TransientError(f"the Deployment kept being replaced while {release.image} rolled out")
 
     def _bake(self, rollback: Release) -> RolloutState:
         """Keeps watching a finished automatic rollback: the region counts as recovered
@@ -240,14 +373,17 @@ class _Run:
 
     # --- results ------------------------------------------------------------------------
 
-    def _report_release(self, release: Release, record: ReleaseRecord) -> DeployResult:
+    def _report_release(self, release: Release, record: ReleaseRecord, message: str = "") -> DeployResult:
         if release.rollback_of and self.request.kind == "deploy":
             status: DeployStatus = "rolled_back" if release.status == "succeeded" else "failed"
+            if release.status == "superseded":
+                status = "superseded"
             failed = record.find(release.rollback_of)
             return self._report(
                 status,
                 failed.reason if failed else release.reason,
-                message=f"rolled back to {release.image}" if status == "rolled_back" else "rollback failed",
+                message=message
+                or (f"rolled back to {release.image}" if status == "rolled_back" else f"rollback {release.status}"),
                 image=failed.image if failed else None,
                 rolled_back_to=release.image,
                 manifest_hash=release.manifest_hash,
@@ -255,7 +391,9 @@ class _Run:
         final: DeployStatus = "superseded" if release.status == "superseded" else "failed"
         if release.status == "succeeded":
             final = "succeeded"
-        return self._report(final, release.reason, image=release.image, manifest_hash=release.manifest_hash)
+        return self._report(
+            final, release.reason, message=message, image=release.image, manifest_hash=release.manifest_hash
+        )
 
     def _report(
         self,
@@ -267,41 +405,86 @@ class _Run:
         rolled_back_to: str | None = None,
         manifest_hash: str | None = None,
     ) -> DeployResult:
-        result = DeployResult(
-            release_id=self.request.release_id,
-            app=self.app.name,
-            region=self.request.region,
-            kind=self.request.kind,
-            status=status,
-            reason=reason,
+        result = _result(
+            self.request,
+            self.deployer.now(),
+            status,
+            reason,
             message=message,
             image=image,
-            trigger=self.request.trigger,
-            issued_at=self.request.issued_at,
-            wave=self.request.wave,
-            follow_waves=self.request.follow_waves,
-            manifest_hash=manifest_hash,
             rolled_back_to=rolled_back_to,
-            finished_at=self.deployer.now(),
+            manifest_hash=manifest_hash,
         )
         self.deployer.publish_result(result)
         self.log.info("result_published", status=status, reason=reason)
         return result
 
 
+def _result(request: DeployRequest, now: datetime, status: DeployStatus, reason: str, **fields: Any) -> DeployResult:
+    return DeployResult(
+        release_id=request.release_id,
+        app=request.app,
+        region=request.region,
+        kind=request.kind,
+        status=status,
+        reason=reason,
+        trigger=request.trigger,
+        issued_at=request.issued_at,
+        wave=request.wave,
+        follow_waves=request.follow_waves,
+        finished_at=now,
+        **fields,
+    )
+
+
+def _image_of(deployment: dict[str, Any]) -> str | None:
+    containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+    return containers[0].get("image") if containers else None
+
+
+def _runs(deployment: dict[str, Any], release: Release) -> bool:
+    """Whether the Deployment holds this release's apply (its stamp; for a Deployment
+    written before stamps existed, its image)."""
+    stamp = stamp_order(deployment)
+    return stamp == release.order if stamp is not None else _image_of(deployment) == release.image
+
+
 def _is_settled(deployment: dict | None, release: Release, min_available: int) -> bool:
-    state = evaluate_rollout(deployment, min_available, release.applied_at)
-    return state.done or (deployment is not None and state.image != release.image)
+    if deployment is None or not _runs(deployment, release):
+        return True
+    return evaluate_rollout(deployment, min_available, release.applied_at).done
 
 
-def apply_release(kube: KubeClient, rendered: RenderedRelease, app: App, log: BoundLogger) -> None:
-    """Server-side-applies every object, the Namespace first. A Deployment created now is
-    scaled once to the HPA's minimum, as the HPA would, so the first rollout does not
+def apply_release(kube: KubeClient, rendered: RenderedRelease, app: App, log: BoundLogger, release: Release) -> None:
+    """Server-side-applies every object, the Namespace first. The Deployment carries the
+    release's stamp and is applied only if no newer release's stamp is on it, guarded by
+    the resourceVersion just read (raises Superseded otherwise). A Deployment created now
+    is scaled once to the HPA's minimum, as the HPA would, so the first rollout does not
     wait for the HPA's first sync; the HPA owns `replicas` from then on."""
     deployment = rendered.find("Deployment")
-    existed = kube.get("apps/v1", "Deployment", deployment["metadata"]["name"], app.namespace) is not None
+    name = deployment["metadata"]["name"]
+    existed: bool | None = None  # as first read: a Deployment created now gets its initial scale
     for obj in rendered.objects:
-        kube.apply(obj)
+        if obj is not deployment:
+            kube.apply(obj)
+            continue
+        for _ in range(_APPLY_ATTEMPTS):
+            live = kube.get("apps/v1", "Deployment", name, app.namespace)
+            existed = live is not None if existed is None else existed
+            stamp = stamp_order(live)
+            if stamp is not None and stamp > release.order:
+                raise Superseded(f"the Deployment already runs {_image_of(live or {})}, a newer release")
+            try:
+                if live is None:
+                    # A create is the only write with no resourceVersion to guard it: POST
+                    # it, so a racing first release fails (409) instead of overwriting.
+                    live = kube.create(stamped(deployment, release, None))
+                kube.apply(stamped(deployment, release, live))
+                break
+            except KubeConflict:
+                continue  # the controller or the HPA moved it (or a racing apply): read again
+        else:
+            raise TransientError(f"the Deployment {name} kept changing under a guarded apply")
     if not existed:
         kube.scale_deployment(
             app.name,
@@ -314,4 +497,5 @@ def apply_release(kube: KubeClient, rendered: RenderedRelease, app: App, log: Bo
         objects=[object_key(o) for o in rendered.objects],
         manifest_hash=rendered.manifest_hash,
         field_manager=kube.field_manager,
+        release_stamp=release.release_id,
     )

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from shared.adapters.kube import KubeClient
 from shared.adapters.pubsub import Publisher
 from shared.adapters.release_store import ReleaseStore
-from shared.config import Config, Region
+from shared.config import App, Config, Region
 from shared.contracts import DeployResult, ImageRef
-from shared.errors import ClusterUnreachable
+from shared.errors import PermanentError, TransientError
 from shared.flows.requests import send_deploy_requests
 from shared.logs import BoundLogger
 from shared.planning import plan_region_requests
@@ -30,6 +30,7 @@ class WaveStatus:
     succeeded: list[str]
     pending: list[str]  # still rolling out, or not yet reporting
     failed: list[str]
+    unknown: list[str]  # unreachable, or a record that cannot be read
 
 
 def advance_waves(
@@ -49,16 +50,23 @@ def advance_waves(
     if result.status not in ("succeeded", "unchanged"):
         log.warning("wave_halted", region=result.region, status=result.status, reason=result.reason)
         return []
+    try:
+        app = config.app(result.app)
+    except KeyError:
+        raise PermanentError("unknown_app", result.app) from None
     following = config.next_wave(result.wave)
     if following is None:
         log.info("all_waves_done")
         return []
-    status = _wave_status(result, config, connect)
+    status = _wave_status(result, app, config, connect)
+    if status.unknown:
+        # Acking now could lose the wave: this result may be the last one it gets.
+        raise TransientError(f"wave {result.wave}: cannot read {', '.join(status.unknown)}; retrying")
     if status.failed or status.pending:
         log.info("wave_not_complete", succeeded=status.succeeded, pending=status.pending, failed=status.failed)
         return []
-    app = config.app(result.app)
-    assert result.image is not None
+    if result.image is None:
+        raise PermanentError("invalid_message", "a succeeded result names no image")
     requests = plan_region_requests(
         config,
         app,
@@ -74,14 +82,19 @@ def advance_waves(
     return regions
 
 
-def _wave_status(result: DeployResult, config: Config, connect: Callable[[Region], KubeClient]) -> WaveStatus:
-    app = config.app(result.app)
-    succeeded, pending, failed = [], [], []
+def _wave_status(result: DeployResult, app: App, config: Config, connect: Callable[[Region], KubeClient]) -> WaveStatus:
+    succeeded: list[str] = []
+    pending: list[str] = []
+    failed: list[str] = []
+    unknown: list[str] = []
     for region in config.regions_in_wave(result.wave):
         try:
             record, _ = ReleaseStore(connect(region), app).read()
-        except ClusterUnreachable:
-            pending.append(region.name)  # unknown is not success
+        except TransientError:
+            unknown.append(region.name)  # unknown is not success, and not "will report later"
+            continue
+        except PermanentError:  # e.g. an unreadable record: it cannot succeed, so the wave halts
+            failed.append(region.name)
             continue
         # By image too, not only release id: one digest pushed under several tags is
         # several releases, of which each region records only the first it saw.
@@ -94,4 +107,4 @@ def _wave_status(result: DeployResult, config: Config, connect: Callable[[Region
             succeeded.append(region.name)
         else:
             failed.append(region.name)
-    return WaveStatus(result.wave, succeeded, pending, failed)
+    return WaveStatus(result.wave, succeeded, pending, failed, unknown)

@@ -144,7 +144,8 @@ def test_an_older_push_of_a_failed_image_is_still_superseded():
 
 
 def rollback(target=None, *, issued_at=None, release_id="previous-abc123"):
-    return deploy_request(target, kind="rollback", release_id=release_id, issued_at=issued_at or at(1))
+    # Issued after every release of these histories, as a rollback message is.
+    return deploy_request(target, kind="rollback", release_id=release_id, issued_at=issued_at or at(30))
 
 
 def test_rollback_to_previous_picks_the_newest_succeeded_release_with_another_image():
@@ -164,9 +165,10 @@ def test_rollback_to_previous_from_a_failed_release_returns_to_the_last_good_one
     assert run(rollback(), rec).image == CURRENT
 
 
-def test_rollback_ignores_ordering():
+def test_a_rollback_issued_before_the_current_release_and_delivered_late_is_superseded():
+    # Ordering holds for every kind: a stale rollback must not undo a newer push.
     decision = run(rollback(issued_at=at(-1000)), history())
-    assert (decision.action, decision.image) == (Action.APPLY, OLD)
+    assert (decision.action, decision.reason) == (Action.SUPERSEDED, "newer_release_recorded")
 
 
 @pytest.mark.parametrize(
@@ -206,7 +208,7 @@ def test_rollback_to_the_image_already_running_is_a_duplicate():
 
 def test_a_redelivered_rollback_resumes():
     rec = history().with_release(
-        release("previous-abc123", OLD, status="progressing", kind="rollback", issued_at=at(1)), limit=10
+        release("previous-abc123", OLD, status="progressing", kind="rollback", issued_at=at(30)), limit=10
     )
     decision = run(rollback(), rec)
     assert (decision.action, decision.reason, decision.image) == (Action.RESUME, "redelivered", OLD)
@@ -272,3 +274,58 @@ def test_rollback_to_previous_is_resolved_once_for_every_region():
     assert resolve_previous([record()]) is None
     # In wave 2 the resolved image is what already runs: nothing is applied there.
     assert run(rollback(good), wave2).action is Action.DUPLICATE
+
+
+# --- a newer release claimed on top of a redelivered one (found in a burst of pushes) --------
+
+
+@pytest.mark.parametrize("status", ["applying", "progressing"])
+def test_a_redelivered_request_never_resumes_under_a_newer_claim(status):
+    """The older call died after its claim (or lost the race); a newer push claimed on top.
+    Its redelivery must not re-apply the older image: it ends as superseded."""
+    rec = record(
+        release("rel-newest", ref("newest"), status="applying", issued_at=at(9)),
+        release("rel-new-0001", NEW, status=status, issued_at=at(5)),
+    )
+    decision = run(deploy_request(NEW, release_id="rel-new-0001", issued_at=at(5)), rec)
+    assert (decision.action, decision.reason) == (Action.SUPERSEDED, "newer_release_claimed")
+    assert decision.own.release_id == "rel-new-0001"
+    assert decision.release.release_id == "rel-newest"
+
+
+def test_an_unfinished_automatic_rollback_under_a_newer_claim_is_superseded_not_resumed():
+    failed = release("rel-new-0001", NEW, status="failed", issued_at=at(5))
+    rollback = release(
+        "rel-new-0001-rb", CURRENT, status="progressing", issued_at=at(5), kind="rollback", rollback_of="rel-new-0001"
+    )
+    rec = record(release("rel-newest", ref("newest"), status="progressing", issued_at=at(9)), rollback, failed)
+    decision = run(deploy_request(NEW, release_id="rel-new-0001", issued_at=at(5)), rec)
+    assert (decision.action, decision.own.release_id) == (Action.SUPERSEDED, "rel-new-0001-rb")
+
+
+def test_a_finished_release_under_a_newer_claim_reports_how_it_ended():
+    rec = record(
+        release("rel-newest", ref("newest"), status="progressing", issued_at=at(9)),
+        release("rel-new-0001", NEW, status="failed", issued_at=at(5)),
+    )
+    decision = run(deploy_request(NEW, release_id="rel-new-0001", issued_at=at(5)), rec)
+    assert (decision.action, decision.reason, decision.release.status) == (Action.RESUME, "already_finished", "failed")
+
+
+def test_an_automatic_rollback_orders_after_the_release_it_replaces():
+    failed = release("rel-new-0001", NEW, status="failed", issued_at=at(5))
+    rollback = release("rel-new-0001-rb", CURRENT, issued_at=at(5), kind="rollback", rollback_of="rel-new-0001")
+    assert rollback.order > failed.order
+
+
+def test_the_stamp_on_a_deployment_gives_its_release_order():
+    from shared.releases import release_stamp, stamp_order
+
+    newest = release("rel-newest", ref("newest"), issued_at=at(9))
+    assert stamp_order({"metadata": {"annotations": release_stamp(newest)}}) == newest.order
+    assert stamp_order({"metadata": {}}) is None
+    assert (
+        stamp_order({"metadata": {"annotations": {"geodeploy.dev/release": "x", "geodeploy.dev/issued-at": "?"}}})
+        is None
+    )
+    assert stamp_order(None) is None
