@@ -54,7 +54,7 @@ def run_handler(function: str, cloud_event: Any, handler: Handler) -> None:
         log.info("work_in_progress", detail=str(e), outcome="redeliver")
         raise
     except TransientError as e:
-        log.error("transient_failure", error=type(e).__name__, detail=str(e), outcome="redeliver")
+        log.error("transient_failure", error=type(e).__name__, reason=e.reason, detail=str(e), outcome="redeliver")
         raise
     except ConfigError as e:
         # Not the event's fault: keep it (redelivered) until the config is fixed.

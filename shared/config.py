@@ -13,7 +13,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from shared.errors import ConfigError
 
@@ -29,9 +38,48 @@ GcpRegion = Annotated[str, Field(pattern=r"^[a-z]+-[a-z]+[0-9]+$")]
 Hex32 = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 Ipv4 = Annotated[str, Field(pattern=r"^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$")]
 Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G)?$")]
-Percent = Annotated[str, Field(pattern=r"^[0-9]+%$")]
+
+
+def _int_or_percent(value: Any) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[0-9]+%", value):
+        return value
+    raise ValueError("must be a number of pods (e.g. 1) or a percentage (e.g. 25%)")
+
+
+# A rolling-update bound as Kubernetes takes it (IntOrString): a number of pods or a percentage.
+IntOrPercent = Annotated[int | str, PlainValidator(_int_or_percent)]
+
 # The longest an event-driven Cloud Function may run.
 EVENT_FUNCTION_TIMEOUT_SECONDS = 540
+# Every push subscription's retry and dead-letter policy (infra/pubsub.tf): a raise is
+# redelivered after 10 s to 600 s of backoff; after the fifth attempt the message goes to
+# the dead-letter topic.
+PUSH_MIN_BACKOFF_SECONDS = 10
+PUSH_MAX_BACKOFF_SECONDS = 600
+PUSH_DELIVERY_ATTEMPTS = 5
+
+
+def deliveries_to_decide(progress_deadline_seconds: int, call_budget_seconds: int) -> int:
+    """How many deliveries of one deploy request a rollout that stalls from the start can
+    take: one per call budget of watching until the progress deadline has passed, plus the
+    delivery that sees ProgressDeadlineExceeded and rolls back. Backoff between deliveries
+    is not counted: wall-clock time only brings the deadline sooner."""
+    return progress_deadline_seconds // call_budget_seconds + 2
+
+
+def event_age_to_decide(progress_deadline_seconds: int, call_budget_seconds: int) -> int:
+    """How old a deploy request may be at the start of the delivery that decides its
+    rollout: each earlier delivery may watch a whole call budget, then Pub/Sub may wait
+    the subscription's maximum backoff before the next one."""
+    earlier = deliveries_to_decide(progress_deadline_seconds, call_budget_seconds) - 1
+    return earlier * (call_budget_seconds + PUSH_MAX_BACKOFF_SECONDS)
+
+
+def _is_zero(bound: int | str) -> bool:
+    """0 and "0%" (or "00%") both allow no pod at all."""
+    return int(bound.removesuffix("%")) == 0 if isinstance(bound, str) else bound == 0
 
 
 class _Model(BaseModel):
@@ -114,12 +162,23 @@ class Manifests(_Model):
     cpu_target_percent: int = Field(default=200, ge=1)
     min_available: int = Field(default=2, ge=0)
     revision_history_limit: int = Field(default=2, ge=0)
-    max_unavailable: Percent = "25%"
-    max_surge: Percent = "200%"
+    max_unavailable: IntOrPercent = "25%"
+    max_surge: IntOrPercent = Field(default="200%", validate_default=True)
     resources: Resources = Resources()
     readiness: Probe = Field(default_factory=_seed_readiness)
     liveness: Probe = Field(default_factory=_seed_liveness)
     env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = {}
+
+    @field_validator("max_surge")
+    @classmethod
+    def _surge_or_unavailable(cls, value: int | str, info: ValidationInfo) -> int | str:
+        unavailable = info.data.get("max_unavailable")  # absent when it was invalid itself
+        if unavailable is not None and _is_zero(value) and _is_zero(unavailable):
+            raise ValueError(
+                "cannot be 0 while max_unavailable is 0 too: the rolling update could then neither add "
+                "nor remove a pod (Kubernetes refuses the Deployment)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_counts(self) -> Manifests:
@@ -186,16 +245,48 @@ class Cloudflare(_Model):
 
 
 class Rollout(_Model):
-    progress_deadline_seconds: int = Field(default=240, ge=10)
     # How long one deploy_region call may watch before it reports "progressing" and lets
     # a redelivery finish the job; must stay inside the 540 s limit of event functions.
+    # (Declared first: the rules on the two keys below are relative to it.)
     call_budget_seconds: int = Field(default=420, ge=10, le=EVENT_FUNCTION_TIMEOUT_SECONDS - 30)
+    # Both checked against the budget even when left at their defaults.
+    progress_deadline_seconds: int = Field(default=240, ge=10, validate_default=True)
     history_limit: int = Field(default=10, ge=2, le=50)
     # After an automatic rollback, how long the region must stay healthy before it is
     # reported recovered (and its Cloudflare pool restored).
     rollback_bake_seconds: int = Field(default=30, ge=0, le=300)
     # Events older than this are dropped rather than retried for the 24 h retry window.
-    max_event_age_seconds: int = Field(default=3600, ge=60)
+    max_event_age_seconds: int = Field(default=3600, ge=60, validate_default=True)
+
+    @field_validator("progress_deadline_seconds")
+    @classmethod
+    def _decided_within_the_deliveries(cls, value: int, info: ValidationInfo) -> int:
+        budget = info.data.get("call_budget_seconds")
+        if budget is not None and deliveries_to_decide(value, budget) > PUSH_DELIVERY_ATTEMPTS:
+            limit = (PUSH_DELIVERY_ATTEMPTS - 1) * budget
+            raise ValueError(
+                f"must be less than {limit} s ({PUSH_DELIVERY_ATTEMPTS - 1} × call_budget_seconds): a stalled "
+                f"rollout must fail before the last of the {PUSH_DELIVERY_ATTEMPTS} deliveries starts, so that "
+                "delivery can still roll it back; later, the request is dead-lettered with the region half-done"
+            )
+        return value
+
+    @field_validator("max_event_age_seconds")
+    @classmethod
+    def _outlives_the_redeliveries(cls, value: int, info: ValidationInfo) -> int:
+        budget, deadline = info.data.get("call_budget_seconds"), info.data.get("progress_deadline_seconds")
+        if budget is None or deadline is None:
+            return value
+        needed = event_age_to_decide(deadline, budget)
+        if value < needed:
+            deliveries = deliveries_to_decide(deadline, budget)
+            raise ValueError(
+                f"must be at least {needed} s: with progress_deadline_seconds {deadline} and call_budget_seconds "
+                f"{budget}, a stalled rollout is decided and rolled back by delivery {deliveries}, which may come "
+                f"{deliveries - 1} × ({budget} s + {PUSH_MAX_BACKOFF_SECONDS} s of Pub/Sub backoff) after the "
+                "event was published; a younger limit drops it first and loses the deploy"
+            )
+        return value
 
 
 class Drift(_Model):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.errors import InvalidMessage
 
@@ -156,6 +156,12 @@ class DeployRequest(_Message):
             raise ValueError("issued_at needs a time zone (use Z for UTC)")
         return value.astimezone(UTC)
 
+    @model_validator(mode="after")
+    def _deploys_name_an_image(self) -> DeployRequest:
+        if self.kind == "deploy" and self.image is None:
+            raise ValueError("a deploy request must name the image to run (only a rollback may omit it)")
+        return self
+
     def image_ref(self) -> ImageRef | None:
         return ImageRef.parse(self.image) if self.image else None
 
@@ -221,19 +227,30 @@ class DriftCheckRequest(_Message):
 # --- decoding --------------------------------------------------------------------------
 
 
+# Why a message is rejected (InvalidMessage.reason).
+NOT_A_PUBSUB_EVENT = "not_a_pubsub_event"
+NOT_JSON = "not_json"
+NOT_JSON_OBJECT = "not_json_object"
+TOO_DEEPLY_NESTED = "too_deeply_nested"
+INVALID_MESSAGE = "invalid_message"
+
+
 def decode_pubsub_data(event_data: Any) -> dict[str, Any]:
     """The JSON object inside a CloudEvent's Pub/Sub message (base64 `message.data`)."""
     try:
         encoded = event_data["message"]["data"]
     except (TypeError, KeyError):
-        raise InvalidMessage("not_a_pubsub_event", "no message.data in the event") from None
+        raise InvalidMessage(NOT_A_PUBSUB_EVENT, "no message.data in the event") from None
     try:
         raw = base64.b64decode(encoded or b"", validate=True)
         value = json.loads(raw)
+    except RecursionError:
+        # e.g. {"a": [[[[...]]]]} 100 000 deep: as bad as any other input, and no retry helps.
+        raise InvalidMessage(TOO_DEEPLY_NESTED, "message data nests too deeply to decode") from None
     except (binascii.Error, ValueError, TypeError):
-        raise InvalidMessage("not_json", "message data is not base64-encoded JSON") from None
+        raise InvalidMessage(NOT_JSON, "message data is not base64-encoded JSON") from None
     if not isinstance(value, dict):
-        raise InvalidMessage("not_json_object", "message data is JSON but not an object")
+        raise InvalidMessage(NOT_JSON_OBJECT, "message data is JSON but not an object")
     return value
 
 
@@ -241,13 +258,16 @@ def parse_message(model: type[M], data: dict[str, Any]) -> M:
     """Validates `data` against a contract; an InvalidMessage says which field is wrong."""
     try:
         return model.model_validate(data)
+    except RecursionError:
+        # pydantic-core bounds its own recursion; a Python validator walking the input may not.
+        raise InvalidMessage(TOO_DEEPLY_NESTED, f"{model.__name__}: the message nests too deeply") from None
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '<message>'}: "
             f"{'unknown field' if err['type'] == 'extra_forbidden' else err['msg']}"
             for err in e.errors()
         )
-        raise InvalidMessage("invalid_message", f"{model.__name__}: {problems}") from None
+        raise InvalidMessage(INVALID_MESSAGE, f"{model.__name__}: {problems}") from None
 
 
 def release_id_for(app: str, image: ImageRef, event_id: str) -> str:

@@ -30,8 +30,22 @@ class InvalidMessage(PermanentError):
     """A message that does not match its contract."""
 
 
+RECORD_UNREADABLE = "release_record_unreadable"
+
+
+class RecordUnreadable(PermanentError):
+    """A region's release record is there but cannot be read (e.g. edited by hand into
+    something that is not a record). Retrying cannot help; an operator must repair it."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(RECORD_UNREADABLE, detail)
+
+
 class TransientError(GeodeployError):
     """A fault that may clear by itself; the event is redelivered."""
+
+    # What the entry point logs as the failure's reason; subclasses name theirs.
+    reason: str = "transient"
 
 
 class ClusterUnreachable(TransientError):
@@ -40,6 +54,22 @@ class ClusterUnreachable(TransientError):
 
 class CloudflareUnavailable(TransientError):
     """Cloudflare kept failing (429 or 5xx) after the bounded retries."""
+
+
+SECRET_UNAVAILABLE = "secret_unavailable"
+
+
+class SecretUnavailable(TransientError):
+    """A secret geodeploy needs is missing, has no enabled version, or may not be read
+    yet. An operator fixes it (creates the secret or a version, grants access, waits for
+    a new version to propagate), so the event is kept: redelivered, then dead-lettered.
+    The message names the secret, never its value."""
+
+    reason = SECRET_UNAVAILABLE
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(f"{name}: {why}")
+        self.name = name
 
 
 class NotYet(GeodeployError):

@@ -2,7 +2,8 @@
 what the Cloudflare objects should look like. Pure: no I/O, no clock.
 
 Safety rules (docs/architecture.md):
-- a region whose state cannot be read is not counted as healthy;
+- a region whose state cannot be read (its API, or its release record) is not counted as
+  healthy;
 - never disable the last enabled pool: with every region down, one pool keeps serving
   (the fallback region's, or the one that was serving);
 - the load balancer always has a fallback pool.
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from shared.config import Config, Region
+from shared.errors import RECORD_UNREADABLE
 from shared.releases import ReleaseRecord
 from shared.rollout import RolloutPhase, evaluate_rollout
 
@@ -38,15 +40,25 @@ class RegionHealth:
     state: HealthState
     reason: str
     available: int = 0
+    detail: str = ""  # what went wrong, when the reason alone does not say
 
     @property
     def healthy(self) -> bool:
         return self.state == "healthy"
 
 
-def assess_region(region: str, deployment: Object | None, record: ReleaseRecord, min_available: int) -> RegionHealth:
+def assess_region(
+    region: str, deployment: Object | None, record: ReleaseRecord | None, min_available: int
+) -> RegionHealth:
     """A region is healthy when its app serves with at least the PDB's minimum of pods and
-    no failed release or automatic rollback is in progress there."""
+    no failed release or automatic rollback is in progress there.
+
+    `record` None: the region's release record exists but cannot be read (edited by hand).
+    Without it a failed release or a running rollback cannot be ruled out, so the region is
+    unhealthy, whatever its pods say, until the record is repaired."""
+    if record is None:
+        available = evaluate_rollout(deployment, min_available).available if deployment is not None else 0
+        return RegionHealth(region, "unhealthy", RECORD_UNREADABLE, available)
     if deployment is None:
         return RegionHealth(region, "unhealthy", "not_deployed")
     current = record.current

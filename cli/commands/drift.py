@@ -55,7 +55,8 @@ def _check_here(ctx: Context, regions: list[str] | None, heal: bool) -> int:
     if report.cloudflare and not report.cloudflare_healed:
         unhealed.append("cloudflare")
     if unhealed:
-        raise OperationFailed(f"drift found in {', '.join(unhealed)} (heal it with --heal)")
+        hint = "see why above" if heal else "heal it with --heal"
+        raise OperationFailed(f"drift found in {', '.join(unhealed)} ({hint})")
     return 0
 
 
@@ -80,3 +81,5 @@ def _print_report(ctx: Context, report: DriftReport) -> None:
     for r in report.regions:
         if r.detail:  # why a region could not be checked, or that the config changed since
             say(f"  {r.region}: {r.detail}")
+        for f in r.heal_failures:
+            say(f"  {r.region}: could not heal {f['object']}: {f['reason']}: {f['detail']}")

@@ -2,6 +2,10 @@
 
 The value is cached for the life of the function instance and never logged; it is
 registered with the log redactor as a last line of defence.
+
+A secret that is missing, has no enabled version, or may not be read (yet) is
+SecretUnavailable, a transient fault: an operator fixes it, and meanwhile the event that
+needed it is redelivered rather than acknowledged and lost.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from shared.errors import PermanentError, TransientError
+from shared.errors import SecretUnavailable, TransientError
 from shared.logs import register_secret
 
 __all__ = ["SecretReader"]
@@ -50,8 +54,15 @@ class SecretReader:
         name = f"projects/{self._project}/secrets/{secret}/versions/latest"
         try:
             response = self._client.access_secret_version(name=name, timeout=20)
-        except (gexc.NotFound, gexc.PermissionDenied) as e:
-            raise PermanentError("secret_unavailable", f"{name}: {type(e).__name__}") from None
+        except gexc.NotFound:
+            raise SecretUnavailable(name, "NotFound: create the secret, or add or enable a version") from None
+        except gexc.PermissionDenied:
+            raise SecretUnavailable(
+                name, "PermissionDenied: grant the function's service account roles/secretmanager.secretAccessor"
+            ) from None
+        except (gexc.FailedPrecondition, gexc.BadRequest):
+            # Over REST a disabled or destroyed version is a 400 (FAILED_PRECONDITION).
+            raise SecretUnavailable(name, "the version is disabled or destroyed: enable it or add one") from None
         except (gexc.GoogleAPICallError, gexc.RetryError, OSError) as e:
             raise TransientError(f"Secret Manager: {name}: {type(e).__name__}") from None
         data = response.payload.data

@@ -7,7 +7,11 @@ Cloudflare; report every difference; heal when asked.
     → publish one report
 
 A region that cannot be reached is reported as unreachable, not as drifted; a region
-whose release is still rolling out is skipped, so the check never fights a deploy.
+whose release record cannot be read (a hand edit) as unreadable, with the reason; a region
+whose release is still rolling out is skipped, so the check never fights a deploy. A heal
+the API server refuses leaves the region drifted: the report keeps the differences and
+says why each object could not be healed. A heal that loses an optimistic-lock race
+compares that object again and heals once more.
 """
 
 from __future__ import annotations
@@ -15,17 +19,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from shared.adapters.cloudflare_lb import CloudflareLB
-from shared.adapters.kube import KubeClient, KubeRejected
+from shared.adapters.kube import KubeClient, KubeConflict, KubeRejected
 from shared.adapters.release_store import ReleaseStore
 from shared.config import App, Config, Region
 from shared.contracts import ImageRef
 from shared.drift import Difference, compare_object, list_repairs
-from shared.errors import ClusterUnreachable, PermanentError
+from shared.errors import ClusterUnreachable, PermanentError, RecordUnreadable
 from shared.flows.traffic import find_oldest, reconcile_traffic
 from shared.logs import BoundLogger
+from shared.releases import Release, stamp_order, stamped
 from shared.rendering import object_key, render_release
 from shared.traffic import (
     changed_fields,
@@ -35,21 +41,38 @@ from shared.traffic import (
     monitor_description,
 )
 
-__all__ = ["DriftReport", "check_drift"]
+__all__ = ["DriftReport", "RegionStatus", "check_drift"]
 
 Object = dict[str, Any]
+
+
+class RegionStatus(StrEnum):
+    IN_SYNC = "in_sync"
+    DRIFTED = "drifted"
+    UNREACHABLE = "unreachable"
+    UNREADABLE = "unreadable"  # the release record is there but cannot be read
+    NO_RELEASE = "no_release"
+    RELEASE_IN_PROGRESS = "release_in_progress"
+
+
+# Why an object could not be healed, besides the API server's refusal (KubeRejected.reason).
+HEAL_CONFLICT = "conflict"  # it kept changing under the heal
+HEAL_UNREACHABLE = "cluster_unreachable"  # the cluster stopped answering mid-heal
 
 
 @dataclass
 class RegionDrift:
     app: str
     region: str
-    status: str  # in_sync | drifted | unreachable | no_release | release_in_progress
+    status: RegionStatus
     release: str | None = None
     image: str | None = None
     differences: list[Object] = field(default_factory=list)
     healed: bool = False
     detail: str = ""
+    reason: str = ""  # why the region could not be checked (unreadable)
+    # Objects a heal was asked for but could not repair: {"object", "reason", "detail"}.
+    heal_failures: list[Object] = field(default_factory=list)
 
 
 @dataclass
@@ -62,7 +85,7 @@ class DriftReport:
 
     @property
     def drifted(self) -> bool:
-        return any(r.status == "drifted" for r in self.regions) or bool(self.cloudflare)
+        return any(r.status is RegionStatus.DRIFTED for r in self.regions) or bool(self.cloudflare)
 
     def as_message(self) -> Object:
         return {
@@ -97,8 +120,12 @@ def check_drift(
             report.regions.append(result)
             for d in result.differences:
                 log.warning("drift_detected", app=app.name, region=region.name, healed=result.healed, **d)
-            if result.status == "unreachable":
+            for failure in result.heal_failures:
+                log.error("heal_failed", app=app.name, region=region.name, **failure)
+            if result.status is RegionStatus.UNREACHABLE:
                 log.warning("region_unreachable", app=app.name, region=region.name, detail=result.detail)
+            if result.status is RegionStatus.UNREADABLE:
+                log.error(result.reason, app=app.name, region=region.name, detail=result.detail)
     if cloudflare is not None and (not apps or config.cloudflare.app in apps):
         report.cloudflare = _cloudflare_differences(config, cloudflare)
         for d in report.cloudflare:
@@ -124,10 +151,10 @@ def _check_region(
         record, _ = ReleaseStore(kube, app).read()
         current = record.current
         if current is None:
-            return RegionDrift(app.name, region.name, "no_release")
-        result = RegionDrift(app.name, region.name, "in_sync", current.release_id, current.image)
+            return RegionDrift(app.name, region.name, RegionStatus.NO_RELEASE)
+        result = RegionDrift(app.name, region.name, RegionStatus.IN_SYNC, current.release_id, current.image)
         if current.status in ("applying", "progressing"):
-            result.status = "release_in_progress"
+            result.status = RegionStatus.RELEASE_IN_PROGRESS
             return result
         rendered = render_release(config, app, region, ImageRef.parse(current.image))
         if rendered.manifest_hash != current.manifest_hash:
@@ -138,15 +165,49 @@ def _check_region(
             if differences:
                 drifted.append((desired, differences))
                 result.differences += [d.as_dict() for d in differences]
-        if drifted:
-            result.status = "drifted"
-            if heal:
-                for desired, differences in drifted:
-                    _heal(kube, desired, differences)
-                result.healed = True
-        return result
+    except RecordUnreadable as e:
+        return RegionDrift(app.name, region.name, RegionStatus.UNREADABLE, reason=e.reason, detail=e.detail[:300])
     except (ClusterUnreachable, PermanentError) as e:
-        return RegionDrift(app.name, region.name, "unreachable", detail=str(e)[:200])
+        return RegionDrift(app.name, region.name, RegionStatus.UNREACHABLE, detail=str(e)[:200])
+    if drifted:
+        # From here on the differences are known: whatever the heal meets, they are reported.
+        result.status = RegionStatus.DRIFTED
+        if heal:
+            result.heal_failures = _heal_all(kube, drifted, current)
+            result.healed = not result.heal_failures
+    return result
+
+
+def _heal_all(kube: KubeClient, drifted: list[tuple[Object, list[Difference]]], release: Release) -> list[Object]:
+    """Heals each drifted object; returns why each one that could not be healed was not."""
+    failures: list[Object] = []
+    for index, (desired, differences) in enumerate(drifted):
+        try:
+            _heal_with_one_retry(kube, desired, differences, release)
+        except KubeRejected as e:  # e.g. an admission policy: retrying cannot help
+            failures.append(_heal_failure(desired, e.reason, e.detail))
+        except KubeConflict as e:
+            failures.append(_heal_failure(desired, HEAL_CONFLICT, str(e)))
+        except ClusterUnreachable as e:
+            # The objects not healed yet would only time out too.
+            failures += [_heal_failure(d, HEAL_UNREACHABLE, str(e)) for d, _ in drifted[index:]]
+            break
+    return failures
+
+
+def _heal_with_one_retry(kube: KubeClient, desired: Object, differences: list[Difference], release: Release) -> None:
+    try:
+        _heal(kube, desired, differences, release)
+    except KubeConflict:
+        # It changed between our read and our write (a hand edit, a controller): compare
+        # it again and heal what still differs, once; a second conflict is reported.
+        differences = _compare_live(kube, desired)
+        if differences:
+            _heal(kube, desired, differences, release)
+
+
+def _heal_failure(desired: Object, reason: str, detail: str) -> Object:
+    return {"object": object_key(desired), "reason": reason, "detail": detail[:300]}
 
 
 def _compare_live(kube: KubeClient, desired: Object) -> list[Difference]:
@@ -161,19 +222,34 @@ def _compare_live(kube: KubeClient, desired: Object) -> list[Difference]:
     return compare_object(object_key(desired), desired, live, dry_run)
 
 
-def _heal(kube: KubeClient, desired: Object, differences: list[Difference]) -> None:
+def _heal(kube: KubeClient, desired: Object, differences: list[Difference], release: Release) -> None:
     """Lists altered by hand are replaced whole (guarded by the resourceVersion just read);
-    then a server-side apply with our field manager restores every field we own."""
+    then a server-side apply with our field manager restores every field we own. The
+    Deployment is healed only while no newer release's stamp is on it, with the stamp of
+    the release it is healed to and guarded by its resourceVersion: a heal racing a new
+    deploy must never put the older image back."""
     repairs = list_repairs(differences, desired)
     meta = desired["metadata"]
-    if repairs:
+    live = None
+    if repairs or desired["kind"] == "Deployment":
         live = kube.get(desired["apiVersion"], desired["kind"], meta["name"], meta.get("namespace"))
-        if live is not None:
-            guard = {"op": "test", "path": "/metadata/resourceVersion", "value": live["metadata"]["resourceVersion"]}
-            kube.json_patch(
-                desired["apiVersion"], desired["kind"], meta["name"], meta.get("namespace"), [guard, *repairs]
-            )
-    kube.apply(desired)
+    if desired["kind"] == "Deployment":
+        newer = stamp_order(live)
+        if newer is not None and newer > release.order:
+            raise KubeConflict(f"{object_key(desired)}: a newer release was applied since this check read it")
+    if repairs and live is not None:
+        # A resourceVersion in the patched object is a precondition: if the object moved
+        # since this read, the API server answers 409 (KubeConflict). (A JSON-patch "test"
+        # of it would fail as a 422, indistinguishable from a refusal.)
+        guard = {
+            "op": "replace",
+            "path": "/metadata/resourceVersion",
+            "value": live["metadata"]["resourceVersion"],
+        }
+        live = kube.json_patch(
+            desired["apiVersion"], desired["kind"], meta["name"], meta.get("namespace"), [guard, *repairs]
+        )
+    kube.apply(stamped(desired, release, live) if desired["kind"] == "Deployment" else desired)
 
 
 def _cloudflare_differences(config: Config, cloudflare: CloudflareLB) -> list[Object]:

@@ -13,15 +13,16 @@ safe to run again: every step starts from what Cloudflare holds now.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shared.adapters.cloudflare_lb import CloudflareLB
 from shared.adapters.kube import KubeClient
 from shared.adapters.release_store import ReleaseStore
 from shared.config import Config, Region
-from shared.errors import ClusterUnreachable, PermanentError
+from shared.errors import ClusterUnreachable, PermanentError, RecordUnreadable
 from shared.logs import BoundLogger
+from shared.releases import ReleaseRecord
 from shared.traffic import (
     RegionHealth,
     assess_region,
@@ -49,14 +50,22 @@ class TrafficReport:
 
 
 def read_region_health(config: Config, region: Region, connect: Callable[[Region], KubeClient]) -> RegionHealth:
+    """One region's health; never raises for that region's own faults, so one region's
+    trouble cannot stop the others being reconciled."""
     app = config.app(config.cloudflare.app)
+    unreadable: RecordUnreadable | None = None
     try:
         kube = connect(region)
         deployment = kube.get("apps/v1", "Deployment", app.name, app.namespace)
-        record, _ = ReleaseStore(kube, app).read()
+        record: ReleaseRecord | None
+        try:
+            record, _ = ReleaseStore(kube, app).read()
+        except RecordUnreadable as e:
+            record, unreadable = None, e  # a hand-edited record: unhealthy, not unreachable
     except (ClusterUnreachable, PermanentError) as e:
         return RegionHealth(region.name, "unreachable", str(e)[:200])
-    return assess_region(region.name, deployment, record, app.manifests.min_available)
+    health = assess_region(region.name, deployment, record, app.manifests.min_available)
+    return replace(health, detail=unreadable.detail[:300]) if unreadable else health
 
 
 def reconcile_traffic(
@@ -96,7 +105,8 @@ def reconcile_traffic(
     )
     for region, h in health.items():
         if not enabled[region] and h.state != "healthy":
-            log.warning("region_drained", drained_region=region, reason=h.reason)
+            detail = {"detail": h.detail} if h.detail else {}
+            log.warning("region_drained", drained_region=region, reason=h.reason, **detail)
     if report.disagreements:
         log.warning("health_disagreement", disagreements=report.disagreements)
     return report

@@ -363,3 +363,68 @@ def test_two_apps_sharing_a_namespace_do_not_fight_over_it():
     shop = render_release(config, config.app("shop"), region, image("a")).find("Namespace")
     worker = render_release(config, config.app("worker"), region, image("b", config.app("worker").repository))
     assert worker.find("Namespace") == shop
+
+
+# --- rules that keep a slow or stuck rollout from being lost ----------------------------------
+# Pub/Sub delivers a deploy request at most 5 times (infra/pubsub.tf), each call watching at
+# most call_budget_seconds, with up to 600 s of backoff between calls.
+
+
+def test_a_progress_deadline_no_delivery_would_see_pass_is_rejected():
+    rollout = {"call_budget_seconds": 60, "progress_deadline_seconds": 240}  # 4 × 60: fails during the last call
+    error = config_error(changed(config_data(), "rollout", rollout))
+    assert "rollout.progress_deadline_seconds: must be less than 240 s" in error
+
+
+def test_a_short_call_budget_makes_the_default_progress_deadline_undecidable():
+    # progress_deadline_seconds is left at 240: the error names the key to change all the same.
+    error = config_error(changed(config_data(), "rollout.call_budget_seconds", 30))
+    assert "rollout.progress_deadline_seconds: must be less than 120 s" in error
+
+
+@pytest.mark.parametrize(("budget", "deadline"), [(60, 239), (420, 240), (510, 2039), (10, 10)])
+def test_a_progress_deadline_that_passes_before_the_last_delivery_is_accepted(budget, deadline):
+    rollout = {"call_budget_seconds": budget, "progress_deadline_seconds": deadline, "max_event_age_seconds": 86400}
+    assert build_config(changed(config_data(), "rollout", rollout)).rollout.progress_deadline_seconds == deadline
+
+
+def test_an_event_age_limit_that_drops_a_rollout_still_being_watched_is_rejected():
+    # Deadline 200 s, budget 60 s: the deadline may pass during the 4th call's watch, and the 5th
+    # rolls back; that delivery may start 4 × (60 s of watching + 600 s of backoff) after the push.
+    rollout = {"call_budget_seconds": 60, "progress_deadline_seconds": 200, "max_event_age_seconds": 2639}
+    error = config_error(changed(config_data(), "rollout", rollout))
+    assert "rollout.max_event_age_seconds: must be at least 2640 s" in error
+
+
+def test_the_default_event_age_limit_is_checked_against_the_rollout_it_must_outlive():
+    rollout = {"call_budget_seconds": 510, "progress_deadline_seconds": 1600}  # max_event_age left at 3600
+    error = config_error(changed(config_data(), "rollout", rollout))
+    assert "rollout.max_event_age_seconds: must be at least 4440 s" in error
+
+
+def test_an_event_age_limit_that_outlives_every_needed_delivery_is_accepted():
+    rollout = {"call_budget_seconds": 60, "progress_deadline_seconds": 200, "max_event_age_seconds": 2640}
+    assert build_config(changed(config_data(), "rollout", rollout)).rollout.max_event_age_seconds == 2640
+
+
+@pytest.mark.parametrize(("surge", "unavailable"), [("0%", "0%"), (0, 0), (0, "0%"), ("0%", 0), ("00%", 0)], ids=str)
+def test_a_rolling_update_that_may_neither_add_nor_remove_a_pod_is_rejected(surge, unavailable):
+    manifests = {"max_surge": surge, "max_unavailable": unavailable}
+    error = config_error(changed(config_data(), "apps[0].manifests", manifests))
+    assert "apps[0].manifests.max_surge: cannot be 0 while max_unavailable is 0 too" in error
+
+
+@pytest.mark.parametrize(("surge", "unavailable"), [(1, 0), ("0%", 1), ("25%", "0%"), (0, "25%")], ids=str)
+def test_rolling_update_bounds_take_pod_counts_or_percentages(surge, unavailable):
+    manifests = (
+        build_config(changed(config_data(), "apps[0].manifests", {"max_surge": surge, "max_unavailable": unavailable}))
+        .apps[0]
+        .manifests
+    )
+    assert (manifests.max_surge, manifests.max_unavailable) == (surge, unavailable)
+
+
+@pytest.mark.parametrize("bad", ["0", "25", -1, True, "25 %"], ids=str)
+def test_a_rolling_update_bound_that_kubernetes_would_refuse_is_rejected(bad):
+    error = config_error(changed(config_data(), "apps[0].manifests", {"max_surge": bad}))
+    assert "apps[0].manifests.max_surge: must be a number of pods (e.g. 1) or a percentage" in error

@@ -102,6 +102,44 @@ def test_message_data_that_is_not_a_string_is_invalid():
     assert invalid(decode_pubsub_data, {"message": {"data": 12345}}).reason == "not_json"
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"version": 1, "apps": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_000 + b"}",
+    ],
+    ids=["arrays", "objects"],
+)
+def test_a_message_nested_too_deeply_to_decode_is_invalid_not_a_crash(raw):
+    error = invalid(decode_pubsub_data, pubsub_event_data(None, raw=raw))
+    assert error.reason == "too_deeply_nested"
+    assert isinstance(error, PermanentError)  # acknowledged: every redelivery would fail the same way
+
+
+def test_a_contract_whose_validation_recurses_too_deeply_is_invalid_not_a_crash():
+    from pydantic import BaseModel, field_validator
+
+    class Tree(BaseModel):
+        """A contract with a Python validator that walks its input, as one could write."""
+
+        branches: list[object]
+
+        @field_validator("branches")
+        @classmethod
+        def _depth(cls, value: list[object]) -> list[object]:
+            def depth(node: object) -> int:
+                return 1 + max((depth(n) for n in node), default=0) if isinstance(node, list) else 0
+
+            depth(value)
+            return value
+
+    nested: list[object] = []
+    for _ in range(50_000):
+        nested = [nested]
+    error = invalid(parse_message, Tree, {"branches": nested})
+    assert error.reason == "too_deeply_nested"
+
+
 # --- validating contracts -------------------------------------------------------------------------
 
 

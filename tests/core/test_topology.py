@@ -78,7 +78,9 @@ def test_reconcile_traffic_is_serialized_and_triggered_by_results_and_drift_chec
 
 @pytest.mark.parametrize("budget", [10, 300, 420, 480, 510])
 def test_deploy_functions_outlive_their_watch_budget_within_the_event_limit(budget):
-    config = build_config(changed(config_data(), "rollout.call_budget_seconds", budget))
+    # The shortest progress deadline, so that every budget makes a valid rollout section.
+    rollout = {"call_budget_seconds": budget, "progress_deadline_seconds": 10}
+    config = build_config(changed(config_data(), "rollout", rollout))
     for spec in functions_of(config):
         assert spec.timeout_seconds <= EVENT_FUNCTION_TIMEOUT_SECONDS
         if spec.entry_point == "deploy_region":

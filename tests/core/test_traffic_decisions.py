@@ -104,6 +104,26 @@ def test_the_available_count_is_reported_for_unhealthy_regions():
     assert assess_region("europe-west1", deployment(available=1), good_record(), 2).available == 1
 
 
+@pytest.mark.parametrize("deploy", [deployment(), deployment(available=1), None], ids=["serving", "short", "none"])
+def test_a_region_whose_release_record_cannot_be_read_is_never_healthy(deploy):
+    # record None: the record is there but unreadable (a hand edit); its pods may look fine,
+    # but a failed release or a running rollback cannot be ruled out.
+    health = assess_region("europe-west1", deploy, None, min_available=2)
+    assert (health.state, health.reason) == ("unhealthy", "release_record_unreadable")
+    assert not health.healthy
+    assert health.available == (0 if deploy is None else deploy["status"]["availableReplicas"])
+
+
+def test_a_region_with_an_unreadable_record_is_drained_while_the_others_serve():
+    health = {
+        "europe-west1": assess_region("europe-west1", deployment(), good_record(), 2),
+        "us-west1": assess_region("us-west1", deployment(), None, 2),
+        "asia-east1": assess_region("asia-east1", deployment(), good_record(), 2),
+    }
+    chosen = choose_enabled_pools(build_config(), health, dict.fromkeys(REGIONS, True))
+    assert chosen == {"europe-west1": True, "us-west1": False, "asia-east1": True}
+
+
 # --- choosing pools -------------------------------------------------------------------------------
 
 

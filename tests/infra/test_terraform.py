@@ -22,7 +22,18 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.config import Cloudflare, Config, Drift, Region, Rollout, Topics, load_config
+from shared.config import (
+    PUSH_DELIVERY_ATTEMPTS,
+    PUSH_MAX_BACKOFF_SECONDS,
+    PUSH_MIN_BACKOFF_SECONDS,
+    Cloudflare,
+    Config,
+    Drift,
+    Region,
+    Rollout,
+    Topics,
+    load_config,
+)
 from shared.topology import FunctionSpec, functions_of, subscription_name
 from tests.infra.hcl_eval import Instance, Module, Unknown, parse_tf
 
@@ -412,12 +423,13 @@ def test_every_push_subscription_retries_and_dead_letters(variant: str, config_f
             'google_service_account.role["push"].email'
         )
         assert push.get("oidc_token", 0, "audience") == Unknown(uri)
-        assert sub.get("retry_policy", 0, "minimum_backoff") == "10s"
-        assert sub.get("retry_policy", 0, "maximum_backoff") == "600s"
+        # The config's rollout rules (shared/config.py) are computed from these very values.
+        assert sub.get("retry_policy", 0, "minimum_backoff") == f"{PUSH_MIN_BACKOFF_SECONDS}s" == "10s"
+        assert sub.get("retry_policy", 0, "maximum_backoff") == f"{PUSH_MAX_BACKOFF_SECONDS}s" == "600s"
         assert (
             _topic_name_of(module, sub.get("dead_letter_policy", 0, "dead_letter_topic")) == config.topics.dead_letter
         )
-        assert sub.get("dead_letter_policy", 0, "max_delivery_attempts") == 5
+        assert sub.get("dead_letter_policy", 0, "max_delivery_attempts") == PUSH_DELIVERY_ATTEMPTS == 5
 
 
 @pytest.mark.parametrize("create", [False, True])
