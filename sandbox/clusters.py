@@ -62,6 +62,11 @@ class LocalCluster:
     endpoint: str  # host:port, as GKE reports a cluster endpoint
     ca_pem: str
 
+    @property
+    def pki_dir(self) -> Path:
+        """kwokctl's PKI of the cluster: ca.crt, ca.key and the certificates it signed."""
+        return self.kubeconfig.parent / "pki"
+
 
 class KwokClusters:
     """Creates, stops, starts and deletes the sandbox's clusters."""
@@ -144,7 +149,7 @@ class KwokClusters:
                 "120s",
             )
             self._kwokctl("scale", "node", "--name", name, "--replicas", str(nodes))
-            return self._describe(name)
+            return self.describe(name)
 
         # One at a time, machine-wide: concurrent kwokctl runs (even of two sandboxes)
         # pick the same free ports (seen here).
@@ -153,7 +158,8 @@ class KwokClusters:
                 self.clusters[name] = create_one(name)
         return dict(self.clusters)
 
-    def _describe(self, name: str) -> LocalCluster:
+    def describe(self, name: str) -> LocalCluster:
+        """The cluster as kwokctl's files describe it now."""
         cluster_dir = self._workdir / "clusters" / name
         kubeconfig = cluster_dir / "kubeconfig.yaml"
         server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]

@@ -1,6 +1,10 @@
 """Drives a running sandbox the way a user and Artifact Registry would: publish pushes and
 control messages, read what runs in each region with kubectl, read published results
 and the functions' logs. Used by the sandbox tests, the demo and the benchmarks.
+
+It also breaks things on the functions' real path: fault rules and cluster modes at the
+fault proxy in front of each API server (`faults`, `add_fault`, `set_cluster_mode`,
+held requests, the audit log), killed function workers and restarted control planes.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sandbox.emulator import ensure_pull_subscription, publish, pull
+from sandbox.fault_proxy import FaultProxyControl
 from sandbox.stack import Sandbox
 from shared.config import Config
 from shared.releases import ReleaseRecord
@@ -128,12 +133,74 @@ class SandboxDriver:
         wait_until(all_running, timeout, f"{image} running and Available in {regions}")
 
     def stop_region(self, config: Config, region: str) -> None:
-        assert self.sandbox.clusters is not None
-        self.sandbox.clusters.stop(config.region(region).cluster.name)
+        self.sandbox.stop_cluster(self.cluster_name(config, region))
 
     def start_region(self, config: Config, region: str) -> None:
-        assert self.sandbox.clusters is not None
-        self.sandbox.clusters.start(config.region(region).cluster.name)
+        self.sandbox.start_cluster(self.cluster_name(config, region))
+
+    def restart_region(self, config: Config, region: str) -> None:
+        """Stops the region's whole control plane and starts it again (same port, same data)."""
+        self.stop_region(config, region)
+        self.start_region(config, region)
+
+    # --- faults on the functions' path ------------------------------------------------------
+
+    @property
+    def faults(self) -> FaultProxyControl:
+        """The fault proxy between the functions and every API server (by cluster name)."""
+        return self.sandbox.fault_proxy
+
+    @staticmethod
+    def cluster_name(config: Config, region: str) -> str:
+        return config.region(region).cluster.name
+
+    def add_fault(self, config: Config, region: str | None, action: str, **rule: Any) -> int:
+        """A rule for one region's cluster (every cluster with region None); returns its id."""
+        cluster = None if region is None else self.cluster_name(config, region)
+        return self.faults.add_rule(action, cluster=cluster, **rule)
+
+    def clear_faults(self) -> None:
+        """Every rule removed (held requests go on), every cluster back to normal."""
+        self.faults.clear()
+
+    def set_cluster_mode(self, config: Config, region: str, mode: str) -> None:
+        """Mode "normal", "blackhole" (connections accepted, never answered) or "refuse_connections"."""
+        self.faults.set_mode(self.cluster_name(config, region), mode)
+
+    def held_requests(self, config: Config | None = None, region: str | None = None) -> list[dict[str, Any]]:
+        cluster = None if config is None or region is None else self.cluster_name(config, region)
+        return self.faults.held(cluster)
+
+    def wait_for_held(
+        self, config: Config, region: str, method: str | None = None, path: str | None = None, timeout: float = 30
+    ) -> dict[str, Any]:
+        """The first request a `hold` rule keeps in that region (path: a regex)."""
+        return self.faults.wait_for_held(self.cluster_name(config, region), method, path, timeout)
+
+    def release(self, held_id: int | None = None, drop: bool = False) -> None:
+        self.faults.release(held_id, drop=drop)
+
+    def audit(self, config: Config, region: str, since: int = 0) -> list[dict[str, Any]]:
+        """Every request the functions (or this process) sent to the region's API server."""
+        return self.faults.audit(self.cluster_name(config, region), since)
+
+    def audit_mark(self) -> int:
+        """Pass as `since` to `audit` to see only the requests that come after now."""
+        return self.faults.audit_mark()
+
+    def kill_function(self, config: Config | Path, function: str) -> list[int]:
+        """SIGKILLs every worker of a function (e.g. f"{config.name}-deploy-us-west1"): what
+        it was handling fails and Pub/Sub redelivers. Returns the fresh workers' pids."""
+        return self.sandbox.kill_function(self._path(config), function)
+
+    def restart_function(self, config: Config | Path, function: str) -> None:
+        """SIGKILLs the function's arbiter and workers and starts it again on its port."""
+        self.sandbox.restart_function(self._path(config), function)
+
+    def _path(self, config: Config | Path) -> Path:
+        if isinstance(config, Path):
+            return config.resolve()
+        return next(p for p, c in self.configs.items() if c is config or c.name == config.name)
 
     # --- results, reports and logs --------------------------------------------------------
 
@@ -162,7 +229,9 @@ class SandboxDriver:
         def settled() -> bool:
             self.results(config)
             done = {
-                e.get("event_id") for e in self.log_events(path, function) if e.get("event") == "traffic_reconciled"
+                e.get("event_id")
+                for e in self.log_events(path, function)
+                if e.get("event") in ("traffic_reconciled", "traffic_reconcile_coalesced")
             }
             return set(self._result_ids.get(path.stem, [])) <= done
 
@@ -188,20 +257,42 @@ class SandboxDriver:
             "kind": "deploy", "status": "progressing", "trigger": {"type": "manual", "event_id": "nudge"},
             "issued_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:00Z",
         }  # fmt: skip
-        event_id = self.publish(config, config.topics.results, nudge)
         function = f"{config.name}-reconcile-traffic"
+        for _ in range(5):
+            event_id = self.publish(config, config.topics.results, nudge)
 
-        def reconciled() -> dict[str, Any] | None:
-            return next(
-                (
-                    e
-                    for e in self.log_events(path, function)
-                    if e.get("event") == "traffic_reconciled" and e.get("event_id") == event_id
-                ),
-                None,
-            )
+            def handled(event_id: str = event_id) -> dict[str, Any] | None:
+                return next(
+                    (
+                        e
+                        for e in self.log_events(path, function)
+                        if e.get("event") in ("traffic_reconciled", "traffic_reconcile_coalesced")
+                        and e.get("event_id") == event_id
+                    ),
+                    None,
+                )
 
-        return wait_until(reconciled, timeout, f"the reconcile of event {event_id}")
+            line = wait_until(handled, timeout, f"the reconcile of event {event_id}")
+            if line["event"] == "traffic_reconciled":
+                return line
+            # Covered by a reconcile that was queued ahead of it: ask for one of our own.
+        raise TimeoutError("every nudge was coalesced into an earlier reconcile")
+
+    def edit_cloudflare_pool(self, config: Config, name: str, fields: dict[str, Any]) -> None:
+        """What someone clicking in Cloudflare's dashboard does: a PATCH of the pool."""
+        import urllib.request
+
+        base = self.sandbox.urls["cloudflare"] + f"/client/v4/accounts/{config.cloudflare.account_id}"
+        pool = next(p for p in self.sandbox.cloudflare.state()["pools"] if p["name"] == name)
+        request = urllib.request.Request(
+            f"{base}/load_balancers/pools/{pool['id']}",
+            data=json.dumps(fields).encode(),
+            method="PATCH",
+            headers={"Authorization": f"Bearer {self.sandbox.cloudflare_token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            if json.loads(response.read())["success"] is not True:
+                raise RuntimeError(f"the pool edit was refused: {fields}")
 
     def connector(self, config: Config) -> Any:
         """A ClusterConnector of this process, reaching the sandbox's clusters the way the

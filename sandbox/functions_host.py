@@ -5,10 +5,18 @@ own environment, e.g. one `deploy_region` per region) and lets a test kill or re
 function alone. Each process is `python -m functions_framework` (the package has a
 runnable `__main__`), so the interpreter is chosen explicitly rather than by whichever
 `functions-framework` script is first on PATH.
+
+The process is gunicorn's arbiter; it forks `workers` worker processes (WORKERS), each
+serving `threads` requests at a time (THREADS). With threads=1 a worker is a Cloud Run
+instance of concurrency 1 and the workers model scale-out. `kill` SIGKILLs the workers
+(the arbiter forks fresh ones, as Cloud Run starts new instances; in-flight pushes fail
+and are redelivered); `restart` SIGKILLs the whole process group and starts it again on
+the same port.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -17,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox.processes import ManagedProcess, free_port, stop_processes
+from sandbox.processes import ManagedProcess, free_port, pid_alive, stop_processes
 
 __all__ = ["FunctionSpec", "FunctionsHost"]
 
@@ -28,6 +36,7 @@ class FunctionSpec:
     target: str  # the Python function name in the source file
     env: Mapping[str, str] = field(default_factory=dict)
     threads: int | None = None  # gunicorn threads (THREADS); None keeps the default, cpu x 4
+    workers: int | None = None  # gunicorn worker processes (WORKERS); None keeps the default, 1
 
 
 class FunctionsHost:
@@ -47,6 +56,7 @@ class FunctionsHost:
         self.base_env = dict(base_env or {})
         self._processes: dict[str, ManagedProcess] = {}
         self._urls: dict[str, str] = {}
+        self._specs: dict[str, FunctionSpec] = {}
 
     def log_path(self, name: str) -> Path:
         return self.state_dir / "logs" / f"{name}.log"
@@ -75,6 +85,8 @@ class FunctionsHost:
         env["PYTHONUNBUFFERED"] = "1"  # prints reach the log while the test still waits
         if spec.threads is not None:
             env["THREADS"] = str(spec.threads)
+        if spec.workers is not None:
+            env["WORKERS"] = str(spec.workers)
         return env
 
     def start(self, specs: list[FunctionSpec], timeout: float = 30) -> dict[str, str]:
@@ -109,21 +121,76 @@ class FunctionsHost:
                 started[spec.name] = process.start()
                 self._urls[spec.name] = f"http://127.0.0.1:{port}"
                 self._processes[spec.name] = process
+                self._specs[spec.name] = spec
             deadline = time.monotonic() + timeout
             for name, process in started.items():
                 # Any HTTP answer on "/" means gunicorn serves and the source imported.
                 remaining = max(deadline - time.monotonic(), 0.1)
                 process.wait_for_http(self._urls[name] + "/", remaining)
+                self._wait_for_workers(name, deadline)
         except BaseException:
             stop_processes(started.values())
             for name in started:
                 self._urls.pop(name, None)
                 self._processes.pop(name, None)
+                self._specs.pop(name, None)
             raise
         return {name: self._urls[name] for name in started}
+
+    def workers(self, name: str) -> list[int]:
+        """Pids of the live gunicorn workers of `name`: its arbiter's children."""
+        process = self.process(name)
+        arbiter = process.pid
+        return sorted(p for p in process.group_pids() if p != arbiter and _parent(p) == arbiter and pid_alive(p))
+
+    def kill(self, name: str, timeout: float = 30) -> list[int]:
+        """SIGKILLs every worker of `name` (its requests in flight die with them) and
+        returns the fresh workers' pids once they serve."""
+        old = self.workers(name)
+        if not old:
+            raise RuntimeError(f"{name} has no workers to kill")
+        for pid in old:
+            with contextlib.suppress(ProcessLookupError):  # it died on its own meanwhile
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        fresh = self._wait_for_workers(name, deadline, replacing=old)
+        self.process(name).wait_for_http(self.url(name) + "/", max(deadline - time.monotonic(), 1))
+        return fresh
+
+    def restart(self, name: str, timeout: float = 60) -> None:
+        """SIGKILLs the whole process group of `name` (arbiter and workers: nothing shuts
+        down cleanly) and starts it again on the same port."""
+        process = self.process(name)
+        process.kill()
+        process.start()
+        deadline = time.monotonic() + timeout
+        process.wait_for_http(self.url(name) + "/", timeout)
+        self._wait_for_workers(name, deadline)
+
+    def _wait_for_workers(self, name: str, deadline: float, replacing: list[int] | None = None) -> list[int]:
+        """Waits until `name` has all its workers (none of `replacing` left); their pids."""
+        expected = self._specs[name].workers or 1
+        old = set(replacing or [])
+        while True:
+            self.process(name)._check_alive(f"the workers of {name}")
+            current = self.workers(name)
+            if len(current) >= expected and not set(current) & old:
+                return current
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name}: {expected} workers expected, found {current} (replacing {sorted(old)})")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         """Stop every function (gunicorn arbiter and workers); idempotent."""
         stop_processes(self._processes.values())
         self._processes.clear()
         self._urls.clear()
+        self._specs.clear()
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return int(raw[raw.rindex(")") + 2 :].split()[1])  # "pid (comm) state ppid ..."

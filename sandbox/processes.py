@@ -281,17 +281,25 @@ class ManagedProcess:
                 return False
             time.sleep(_POLL)
 
+    def kill(self) -> None:
+        """SIGKILL the whole group at once, as a crash would (no shutdown); idempotent."""
+        self._end(signal.SIGKILL, _KILL_GRACE)
+
     def stop(self, timeout: float = 10) -> None:
         """Signal the whole group, SIGKILL whatever is left after `timeout`; idempotent."""
+        self._end(self.stop_signal, timeout)
+
+    def _end(self, sig: signal.Signals, timeout: float) -> None:
         if self._popen is None or self._stopped:
             return
         try:
             # Signal only while the group provably exists (an unreaped leader or a live
             # member keeps its pgid reserved); an empty group's id may belong to someone else.
             if self._popen.poll() is None or self.group_pids():
-                self._signal_group(self.stop_signal)
+                self._signal_group(sig)
                 if not self._wait_group_gone(timeout):
-                    self._signal_group(signal.SIGKILL)
+                    if sig is not signal.SIGKILL:
+                        self._signal_group(signal.SIGKILL)
                     if not self._wait_group_gone(_KILL_GRACE):
                         raise ProcessFailed(self._failure(f"left pids {self.group_pids()} after SIGKILL"))
             self._stopped = True

@@ -1,7 +1,15 @@
 """The whole local sandbox for one or more geodeploy configs: the Google and Cloudflare
-stand-ins, one real control plane per region, the Pub/Sub emulator with the topics and
-push subscriptions of `shared.topology`, and one functions-framework process per
-function (the regional one once per region).
+stand-ins, one real control plane per region behind the fault proxy, the Pub/Sub
+emulator with the topics and push subscriptions of `shared.topology`, and one
+functions-framework process per function (the regional one once per region).
+
+The GKE stand-in hands out the fault proxy's address for each cluster (with the
+cluster's own CA), so every call a function makes to an API server crosses the proxy
+(`sandbox.fault_proxy`); kubectl in the tests uses the kubeconfig and goes direct.
+
+Functions serve as Cloud Run does with `max_instance_request_concurrency = 1`: one
+request per worker process (THREADS=1), and a few workers (WORKERS) standing in for
+scale-out; the serialized reconcile_traffic gets one.
 
 Everything it starts is recorded in <state_dir>/sandbox.json, so `python -m sandbox down`
 can stop a sandbox that another process started.
@@ -23,11 +31,13 @@ from typing import Any
 
 from sandbox.clusters import KwokClusters, LocalCluster, ensure_binaries
 from sandbox.emulator import PubSubEmulator, ensure_push_subscription, ensure_topic
+from sandbox.fault_proxy import FaultProxyControl
 from sandbox.functions_host import FunctionsHost, FunctionSpec
 from sandbox.processes import ManagedProcess
 from sandbox.standins.cloudflare import CloudflareStandinControl
 from sandbox.standins.google_apis import GoogleStandinControl, write_authorized_user_credentials
 from shared.config import Config, load_config
+from shared.topology import FunctionSpec as DeployedFunction
 from shared.topology import functions_of, subscription_name
 
 __all__ = ["Sandbox", "stop_recorded_sandbox"]
@@ -35,6 +45,15 @@ __all__ = ["Sandbox", "stop_recorded_sandbox"]
 REPO = Path(__file__).resolve().parent.parent
 STATE_FILE = "sandbox.json"
 _LISTENING = r"listening on (http://\S+)"
+# Worker processes per function: Cloud Run instances of concurrency 1. Production scales
+# out to max_instances (infra/locals.tf: 1 for reconcile-traffic, 2 to 10 for the
+# others); here a few are enough to run requests side by side, and each costs ~60 MiB.
+SCALE_OUT_WORKERS = 2
+
+
+def workers_for(function: DeployedFunction) -> int:
+    """How many instances (worker processes) the sandbox runs of a function."""
+    return 1 if function.serialized else SCALE_OUT_WORKERS
 
 
 class Sandbox:
@@ -48,6 +67,7 @@ class Sandbox:
         self._standins: dict[str, ManagedProcess] = {}
         self.urls: dict[str, str] = {}
         self.clusters: KwokClusters | None = None
+        self.proxy_endpoints: dict[str, str] = {}  # cluster name -> host:port of the fault proxy
         self.emulator: PubSubEmulator | None = None
         self.functions: dict[Path, FunctionsHost] = {}
         self.timings: dict[str, float] = {}
@@ -60,6 +80,7 @@ class Sandbox:
             self._timed("binaries", self._ensure_binaries)
             self._timed("stand-ins", self._start_standins)
             self._timed("clusters", self._start_clusters)
+            self._timed("fault proxy", self._start_fault_proxy)
             self._timed("pubsub emulator", self._start_emulator)
             self._timed("functions", self._start_functions)
             self._timed("subscriptions", self._create_subscriptions)
@@ -137,12 +158,37 @@ class Sandbox:
 
     def _start_clusters(self) -> None:
         self.clusters = KwokClusters(self.bin_dir, self.state_dir, self.access_token)
-        created = self.clusters.create(sorted({r.cluster.name for c in self.configs for r in c.regions}))
+        self.clusters.create(sorted({r.cluster.name for c in self.configs for r in c.regions}))
+
+    def _start_fault_proxy(self) -> None:
+        assert self.clusters is not None
+        spec = {
+            "cert_dir": str(self.state_dir / "fault-proxy"),
+            "clusters": [
+                {"name": c.name, "upstream": c.endpoint, "pki_dir": str(c.pki_dir)}
+                for c in self.clusters.clusters.values()
+            ],
+        }
+        spec_file = self.state_dir / "fault-proxy.json"
+        spec_file.write_text(json.dumps(spec, indent=2))
+        process = ManagedProcess(
+            "fault-proxy",
+            [sys.executable, "-m", "sandbox.fault_proxy", "--spec", str(spec_file), "--port", "0"],
+            cwd=REPO,
+            env=self._marked_env(),
+            log_path=self.state_dir / "logs" / "fault-proxy.log",
+        )
+        self._standins["fault_proxy"] = process.start()
+        self.urls["fault_proxy"] = process.wait_for_line(_LISTENING, timeout=30).group(1)
+        self.fault_proxy = FaultProxyControl(self.urls["fault_proxy"])
+        self.proxy_endpoints = {name: c["endpoint"] for name, c in self.fault_proxy.clusters().items()}
         for config in self.configs:  # configs naming the same cluster share it
             for region in config.regions:
-                cluster = created[region.cluster.name]
+                cluster = self.clusters.clusters[region.cluster.name]
+                # The functions reach the API server through the proxy; its certificate
+                # chains to the cluster CA, which GKE reports as for the real endpoint.
                 self.google.register_cluster(
-                    region.cluster.resource_name(config.project), cluster.endpoint, cluster.ca_pem
+                    region.cluster.resource_name(config.project), self.proxy_endpoints[cluster.name], cluster.ca_pem
                 )
 
     def _start_emulator(self) -> None:
@@ -177,7 +223,8 @@ class Sandbox:
                     name=fn.name,
                     target=fn.entry_point,
                     env={"GEODEPLOY_REGION": fn.region} if fn.region else {},
-                    threads=1 if fn.serialized else None,
+                    threads=1,  # Cloud Run: max_instance_request_concurrency = 1
+                    workers=workers_for(fn),
                 )
                 for fn in functions_of(config)
             ]
@@ -214,6 +261,29 @@ class Sandbox:
     def function_log(self, config_path: Path, function: str) -> Path:
         return self.functions[Path(config_path).resolve()].log_path(function)
 
+    def kill_function(self, config_path: Path, function: str) -> list[int]:
+        """SIGKILLs the function's workers; returns the fresh workers' pids once they serve."""
+        return self.functions[Path(config_path).resolve()].kill(function)
+
+    def restart_function(self, config_path: Path, function: str) -> None:
+        """SIGKILLs the function's whole process group and starts it again on its port."""
+        self.functions[Path(config_path).resolve()].restart(function)
+        self._write_state()  # its process group changed
+
+    def stop_cluster(self, name: str) -> None:
+        assert self.clusters is not None
+        self.clusters.stop(name)
+
+    def start_cluster(self, name: str) -> None:
+        """Starts a stopped control plane again; the proxy keeps forwarding to it because
+        kwokctl brings the API server back on the same port (checked here)."""
+        assert self.clusters is not None
+        before = self.clusters.clusters[name].endpoint
+        self.clusters.start(name)
+        after = self.clusters.describe(name).endpoint
+        if after != before:
+            raise RuntimeError(f"{name} came back on {after}, not {before}: the fault proxy forwards to {before}")
+
     def _write_state(self) -> None:
         assert self.clusters is not None and self.emulator is not None
         groups = [p.pid for p in self._standins.values()]
@@ -225,7 +295,11 @@ class Sandbox:
             "bin_dir": str(self.bin_dir),
             "process_groups": [g for g in groups if g],
             "clusters": {
-                name: {"endpoint": c.endpoint, "kubeconfig": str(c.kubeconfig)}
+                name: {
+                    "endpoint": c.endpoint,
+                    "proxy_endpoint": self.proxy_endpoints.get(name),
+                    "kubeconfig": str(c.kubeconfig),
+                }
                 for name, c in self.clusters.clusters.items()
             },
             "urls": self.urls,

@@ -38,6 +38,17 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[object]:
             shutil.rmtree(state_dir, ignore_errors=True)
 
 
+@pytest.fixture
+def faults(sandbox: object) -> Iterator[object]:
+    """The fault proxy between the functions and the API servers (a FaultProxyControl).
+    Every rule and cluster mode is cleared after the test, even when it failed."""
+    control = sandbox.faults  # type: ignore[attr-defined]
+    try:
+        yield control
+    finally:
+        control.clear()
+
+
 @pytest.fixture(scope="session")
 def shop(sandbox: object) -> tuple[Path, object]:
     """The 3-region, one-wave sandbox config and its app `shop`."""

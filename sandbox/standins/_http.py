@@ -28,6 +28,8 @@ from urllib import request as urlrequest
 logger = logging.getLogger(__name__)
 CONTROL_PREFIX = "/__standin"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Headers that carry credentials: the request log names those a request sent (never values).
+CREDENTIAL_HEADERS = ("Authorization", "X-Auth-Email", "X-Auth-Key", "X-Auth-User-Service-Key")
 
 
 class BadRequestBody(ValueError):
@@ -89,26 +91,36 @@ class Router:
 
 
 class RequestLog:
-    """API requests counted by "METHOD path" (no query); control calls not logged."""
+    """API requests counted by "METHOD path" (no query); control calls not logged.
+
+    Each log entry says which injected fault, if any, answered it (`fault`: the rule's
+    effect, e.g. {"status": 503} or {"success_false": true}), so a test can tell the
+    faults it set up from the ones the client actually met; `faults_served` counts them.
+    `credentials` names the credential headers the request carried (not their values).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._log: list[dict[str, Any]] = []
         self._writes = 0
+        self._faults_served = 0
 
-    def record(self, req: Request, status: int, *, wrote: bool) -> None:
+    def record(self, req: Request, status: int, *, wrote: bool, fault: FaultRule | None = None) -> None:
         entry = {
             "method": req.method,
             "path": req.path,
             "query": parse.urlencode(req.query, doseq=True),
             "status": status,
             "body": req.json_or_none(),
+            "fault": fault.effect() if fault is not None else None,
+            "credentials": [h for h in CREDENTIAL_HEADERS if req.headers.get(h) is not None],
         }
         with self._lock:
             self._counts[f"{req.method} {req.path}"] += 1
             self._log.append(entry)
             self._writes += int(wrote)
+            self._faults_served += int(fault is not None)
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -116,6 +128,7 @@ class RequestLog:
                 "counts": dict(self._counts),
                 "total": sum(self._counts.values()),
                 "writes": self._writes,
+                "faults_served": self._faults_served,
                 "log": list(self._log),
             }
 
@@ -124,6 +137,7 @@ class RequestLog:
             self._counts.clear()
             self._log.clear()
             self._writes = 0
+            self._faults_served = 0
 
 
 @dataclass
@@ -164,6 +178,17 @@ class FaultRule:
     def matches(self, req: Request) -> bool:
         method_ok = self.method is None or self.method.upper() == req.method
         return method_ok and (self.path_contains is None or self.path_contains in req.path)
+
+    def effect(self) -> dict[str, Any]:
+        """What this rule does to a request it answers (for the request log)."""
+        effect: dict[str, Any] = {}
+        if self.status is not None:
+            effect["status"] = self.status
+        if self.success_false:
+            effect["success_false"] = True
+        if self.delay_seconds:
+            effect["delay_seconds"] = self.delay_seconds
+        return effect
 
 
 class FaultSet:
@@ -306,7 +331,7 @@ class StandinServer:
             resp = self.fault_response(rule)
         if resp is None:
             resp, wrote = self.serve(req)
-        self.log.record(req, resp.status, wrote=wrote)
+        self.log.record(req, resp.status, wrote=wrote, fault=rule)
         return resp
 
     def _control(self, req: Request) -> Response:
