@@ -1,8 +1,15 @@
 """Results topic and drift topic: make Cloudflare's load balancer match the regions' health.
-Deployed with one instance and one request at a time, so reconciles never race."""
+Deployed with one instance and one request at a time, so reconciles never race.
+
+A reconcile reads the current state, so one that started after a deploy result was
+published already covers it: such a result is acked without another reconcile (logged
+`traffic_reconcile_coalesced`). A burst of N results then costs a few reconciles, not N
+(each reading every region). The start time is kept in the instance; a new instance
+simply reconciles again."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +21,12 @@ from shared.logs import BoundLogger
 
 if TYPE_CHECKING:
     from shared.adapters.cloudflare_lb import CloudflareLB
+
+
+# Clocks of the publisher and of this instance may differ a little: only a result
+# published this long before the last full reconcile started counts as covered by it.
+COALESCE_MARGIN = timedelta(milliseconds=250)
+_last_full_reconcile_started: datetime | None = None
 
 
 @functions_framework.cloud_event
@@ -49,4 +62,12 @@ def _handle(data: dict[str, Any], event: EventInfo, log: BoundLogger) -> None:
         # only when drift healing is on, so the drift check gets to report them first.
         request = parse_message(DriftCheckRequest, data)
         pools_only = not (config.drift.heal if request.heal is None else request.heal)
+    global _last_full_reconcile_started
+    covered_since = _last_full_reconcile_started
+    if not pools_only and covered_since is not None and event.published_at < covered_since - COALESCE_MARGIN:
+        log.info("traffic_reconcile_coalesced", covered_by_reconcile_started=covered_since.isoformat())
+        return
+    started = datetime.now(UTC)
     reconcile(config, connect=_wiring.connect, cloudflare=cloudflare_client(), log=log, pools_only=pools_only)
+    if not pools_only:
+        _last_full_reconcile_started = started

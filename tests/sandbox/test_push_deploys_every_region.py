@@ -29,7 +29,7 @@ def test_push_runs_the_digest_in_every_region(sandbox, shop):
         assert record.current.trigger.type == "push" and record.current.trigger.tag == "v1.0.0"
         result = sandbox.wait_for_result(
             config,
-            lambda r, region=region: (r["region"], r["image"], r["status"]) == (region, image, "succeeded"),
+            lambda r, region=region: (r["region"], r.get("image"), r["status"]) == (region, image, "succeeded"),
             what=f"a success result from {region}",
         )
         assert result["manifest_hash"] == record.current.manifest_hash

@@ -3,9 +3,6 @@ their field paths, heal them on request, and never count HPA scaling as drift.""
 
 from __future__ import annotations
 
-import json
-import urllib.request
-
 import pytest
 
 from sandbox.driver import digest_for, wait_until
@@ -123,7 +120,7 @@ def test_hand_edits_are_reported_with_their_paths_and_healed_but_hpa_scaling_is_
     )
     kubectl("scale", "deployment", "shop", "--replicas=4")  # what the HPA does under load
     sandbox.wait_for_traffic_settled(config)  # the push's own reconciles are done
-    _edit_pool_by_hand(sandbox, config, "shop-us-west1", {"description": "edited in the dashboard"})
+    sandbox.edit_cloudflare_pool(config, "shop-us-west1", {"description": "edited in the dashboard"})
 
     report = _check_drift(sandbox, config, apps=["shop"], heal=False)
 
@@ -172,15 +169,73 @@ def test_an_unreachable_region_is_reported_as_such_not_as_drift(sandbox, shop):
     assert report["drifted"] is False
 
 
-def _edit_pool_by_hand(sandbox, config, name: str, fields: dict) -> None:
-    """What someone clicking in Cloudflare's dashboard does: a PATCH of the pool."""
-    base = sandbox.sandbox.urls["cloudflare"] + f"/client/v4/accounts/{config.cloudflare.account_id}"
-    pool = next(p for p in sandbox.sandbox.cloudflare.state()["pools"] if p["name"] == name)
-    request = urllib.request.Request(
-        f"{base}/load_balancers/pools/{pool['id']}",
-        data=json.dumps(fields).encode(),
-        method="PATCH",
-        headers={"Authorization": f"Bearer {sandbox.sandbox.cloudflare_token}", "Content-Type": "application/json"},
+# A change freeze the cluster enforces: updates of the shop Deployment by geodeploy's user
+# are denied (dry runs pass, so the comparison still gets the server's view).
+FREEZE = """
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: geodeploy-test-freeze}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: shop}}
+    resourceRules:
+      - {apiGroups: [apps], apiVersions: [v1], operations: [UPDATE], resources: [deployments], resourceNames: [shop]}
+  validations:
+    - expression: "request.userInfo.username != 'geodeploy' || (has(request.dryRun) && request.dryRun)"
+      message: "change freeze: the shop Deployment may not be changed"
+      reason: Forbidden
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: geodeploy-test-freeze}
+spec:
+  policyName: geodeploy-test-freeze
+  validationActions: [Deny]
+"""
+
+
+def _freeze_in_effect(sandbox, config, region: str, probe: int) -> bool:
+    """Whether an update by geodeploy's user is denied now (policies take a moment to load)."""
+    annotate = sandbox.sandbox.clusters.kubectl(
+        config.region(region).cluster.name,
+        *("--as=geodeploy", "--as-group=system:masters", "-n", "shop", "annotate", "deployment", "shop"),
+        *(f"geodeploy-test/probe={probe}", "--overwrite"),
+        check=False,
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert json.loads(response.read())["success"] is True
+    return "change freeze" in annotate.stderr
+
+
+def test_a_heal_the_api_server_refuses_is_reported_as_drift_with_the_refusal(sandbox, shop, tmp_path):
+    _path, config = shop
+    image = _push(sandbox, config, "shop-frozen", "v9.1.0")
+    region = "asia-east1"
+    sandbox.kubectl(config, region, "-n", "shop", "set", "image", "deployment/shop", f"app={_image(config, 'hot-fix')}")
+    policy = tmp_path / "freeze.yaml"
+    policy.write_text(FREEZE)
+    sandbox.kubectl(config, region, "apply", "-f", str(policy))
+    try:
+        probes = iter(range(1000))
+        wait_until(lambda: _freeze_in_effect(sandbox, config, region, next(probes)), 30, "the freeze in effect")
+
+        report = _check_drift(sandbox, config, apps=["shop"], regions=[region], heal=True)
+    finally:
+        sandbox.kubectl(config, region, "delete", "-f", str(policy))
+
+    [asia] = report["regions"]
+    assert asia["status"] == "drifted" and asia["healed"] is False
+    [difference] = asia["differences"]
+    assert difference["path"] == "spec.template.spec.containers[name=app].image"
+    assert (difference["expected"], difference["live"]) == (image, _image(config, "hot-fix"))
+    [failure] = asia["heal_failures"]
+    assert (failure["object"], failure["reason"]) == ("Deployment/shop/shop", "kube_403")
+    assert "change freeze" in failure["detail"]
+    assert report["drifted"] is True
+    assert sandbox.running_image(config, region) != image, "the refused heal changed nothing"
+
+    probes = iter(range(1000, 2000))
+    wait_until(lambda: not _freeze_in_effect(sandbox, config, region, next(probes)), 30, "the freeze lifted")
+    healed = _check_drift(sandbox, config, apps=["shop"], regions=[region], heal=True)
+    [asia] = healed["regions"]
+    assert asia["healed"] is True and asia["heal_failures"] == []
+    sandbox.wait_for_image(config, [region], image)

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.driver import digest_for
+from sandbox.driver import digest_for, wait_until
 
 pytestmark = pytest.mark.sandbox
 
 
 def _ours(state: dict, config) -> tuple[list, dict, list]:
-    monitors = [m for m in state["monitors"] if m["description"].startswith(f"geodeploy {config.cloudflare.app} ")]
+    from shared.traffic import monitor_description
+
+    # Exactly this config's (other tests run configs of their own against the same account).
+    monitors = [m for m in state["monitors"] if m["description"] == monitor_description(config)]
     pool_names = {r.cloudflare.pool for r in config.regions}
     pools = {}
     for pool in state["pools"]:
@@ -131,7 +134,26 @@ def test_the_reconcile_converges_through_429s_and_5xx_without_duplicates(sandbox
 
     sandbox.reconcile_traffic(config, timeout=120)
 
-    assert cloudflare.requests()["counts"], "faults were served"
+    log = cloudflare.requests()["log"]
+    served = [(i, e) for i, e in enumerate(log) if e["fault"]]
+    # Every injected fault was met, as many times as it was set up for...
+    assert sorted((e["method"], e["status"]) for _, e in served) == [
+        ("GET", 503),
+        ("GET", 503),
+        ("POST", 429),
+        ("POST", 429),
+        ("POST", 500),
+        ("POST", 502),
+    ]
+    assert {e["path"].rsplit("/", 1)[-1] for _, e in served if e["status"] in (500, 502)} == {"pools", "load_balancers"}
+    assert "/zones/" in next(e["path"] for _, e in served if e["status"] == 502)
+    assert cloudflare.faults() == [], "a fault rule was never used up"
+    # ...and recovered from: the same request succeeded afterwards.
+    for index, fault in served:
+        assert any(
+            (later["method"], later["path"]) == (fault["method"], fault["path"]) and later["status"] == 200
+            for later in log[index + 1 :]
+        ), f"never recovered from {fault['status']} on {fault['method']} {fault['path']}"
     monitors, pools, lbs = _ours(cloudflare.state(), config)
     assert len(monitors) == 1 and len(lbs) == 1
     assert {name: len(found) for name, found in pools.items()} == {r.cloudflare.pool: 1 for r in config.regions}
@@ -196,3 +218,27 @@ def test_cloudflare_and_cluster_health_disagreeing_is_reported(sandbox, shop, de
     assert warned and warned[0]["severity"] == "WARNING"
     # The cluster's view decides: the region keeps serving.
     assert _enabled(sandbox, config)["us-west1"] is True
+
+
+def test_a_burst_of_results_is_coalesced_into_a_few_reconciles(sandbox, shop, deployed):
+    """A reconcile that started after a result was published covers it: ten results at once
+    cost a few full reconciles, and every one of them is handled."""
+    path, config = shop
+    function = f"{config.name}-reconcile-traffic"
+    sandbox.reconcile_traffic(config)  # nothing queued ahead: every result below comes after it
+    nudge = {
+        "version": 1, "release_id": "traffic-burst", "app": "shop", "region": "us-west1", "kind": "deploy",
+        "status": "progressing", "trigger": {"type": "manual", "event_id": "burst"},
+        "issued_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:00Z",
+    }  # fmt: skip
+    ids = {sandbox.publish(config, config.topics.results, nudge) for _ in range(10)}
+
+    def handled() -> list[dict]:
+        lines = [e for e in sandbox.log_events(path, function) if e.get("event_id") in ids]
+        done = [e for e in lines if e.get("event") in ("traffic_reconciled", "traffic_reconcile_coalesced")]
+        return done if {e["event_id"] for e in done} == ids else []
+
+    done = wait_until(handled, 60, "every result of the burst handled")
+    full = [e for e in done if e["event"] == "traffic_reconciled"]
+    print(f"10 results: {len(full)} full reconcile(s), {len(done) - len(full)} coalesced")
+    assert 1 <= len(full) < 10

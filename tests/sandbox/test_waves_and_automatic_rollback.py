@@ -49,12 +49,15 @@ def test_a_broken_image_in_wave_one_is_rolled_back_drained_and_never_reaches_wav
     sandbox.push_image(config, bad.split("@")[1], tag="v2.0.0")
 
     failed = sandbox.wait_for_result(
-        config, lambda r: r["image"] == bad and r["status"] == "rolling_back", timeout=90, what="the wave-1 failure"
+        config, lambda r: r.get("image") == bad and r["status"] == "rolling_back", timeout=90, what="the wave-1 failure"
     )
     assert failed["region"] == "europe-west1" and failed["reason"] == "ProgressDeadlineExceeded"
     assert failed["rolled_back_to"] == good
     recovered = sandbox.wait_for_result(
-        config, lambda r: r["image"] == bad and r["status"] == "rolled_back", timeout=90, what="the automatic rollback"
+        config,
+        lambda r: r.get("image") == bad and r["status"] == "rolled_back",
+        timeout=90,
+        what="the automatic rollback",
     )
     assert recovered["rolled_back_to"] == good
     sandbox.wait_for_image(config, WAVE_1, good, timeout=30)
