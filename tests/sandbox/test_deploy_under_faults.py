@@ -197,12 +197,13 @@ def test_a_wave_advances_even_if_its_region_could_not_be_read_when_the_last_resu
     wave_1, wave_2 = ["europe-west1"], ["us-west1", "asia-east1"]
     failures_before = len(logged(sandbox, config, "on-deploy-result", "transient_failure"))
     # Hold the write that records wave 1's success; while it waits, make the record unreadable.
-    sandbox.add_fault(
-        config, "europe-west1", "hold", method="PUT", path=record_path(config), body='"status": "succeeded"', times=1
-    )
     digest = digest_for("faults-wave-unreadable")
-    sandbox.push_image(config, digest, tag="v1.1.0")
     image = image_of(config, digest)
+    # This release's own write of its success (the record's plain keys name it), no other.
+    event_id = sandbox.push_image(config, digest, tag="v1.1.0")
+    release_id = release_id_for("catalog", ImageRef.parse(image), event_id)
+    success = f'"image": "{image}", "release": "{release_id}", "status": "succeeded"'
+    sandbox.add_fault(config, "europe-west1", "hold", method="PUT", path=record_path(config), body=success, times=1)
     held = sandbox.wait_for_held(config, "europe-west1", "PUT", record_path(config), timeout=60)
     sandbox.add_fault(config, "europe-west1", "refuse", status=503, method="GET", path=record_path(config))
     sandbox.release(held["id"])
