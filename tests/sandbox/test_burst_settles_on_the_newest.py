@@ -72,7 +72,11 @@ def test_sixty_pushes_with_duplicates_redeliveries_and_a_restart_settle_on_the_n
         regions = [r.name for r in config.regions]
         sandbox.wait_for_image(config, regions, newest[app], timeout=240)
     settled_at = time.monotonic() - started
-    print(f"\n{PUSHES} pushes settled on the newest digest everywhere in {settled_at:.1f} s")
+    for config in apps.values():
+        # Cloudflare too: every result of the burst reconciled (or covered by a later reconcile).
+        sandbox.wait_for_traffic_settled(config, timeout=300)
+    traffic_at = time.monotonic() - started
+    print(f"\n{PUSHES} pushes: every region on the newest in {settled_at:.1f} s, Cloudflare in {traffic_at:.1f} s")
 
     for app, config in apps.items():
         regions = [r.name for r in config.regions]
