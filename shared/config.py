@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.errors import ConfigError
+from shared.errors import ConfigError, InvalidMessage
 
 __all__ = ["App", "Config", "Region", "load_config", "parse_config"]
 
@@ -306,6 +306,9 @@ class Topics(_Model):
     dead_letter: DnsLabel = "geodeploy-dead-letter"
 
 
+UNKNOWN_APP = "unknown_app"
+
+
 class Config(_Model):
     version: Literal[1]
     project: Annotated[str, Field(pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")]
@@ -344,6 +347,14 @@ class Config(_Model):
 
     def app(self, name: str) -> App:
         return self._apps_by_name[name]
+
+    def known_app(self, name: str) -> App:
+        """The app a message names; a message naming none of ours is invalid (acked with
+        reason `unknown_app`, never retried)."""
+        try:
+            return self._apps_by_name[name]
+        except KeyError:
+            raise InvalidMessage(UNKNOWN_APP, f"no app named {name!r} in the config") from None
 
     def region(self, name: str) -> Region:
         return self._regions_by_name[name]

@@ -59,7 +59,7 @@ def plan_control(
     """Pure: the requests a control message leads to; InvalidMessage says what is wrong.
     `previous`: what "previous" resolved to across the regions (None: each region
     resolves it from its own history)."""
-    app = _app(message, config)
+    app = config.known_app(message.app)
     for name in message.regions or []:
         if name not in {r.name for r in config.regions}:
             raise InvalidMessage("unknown_region", f"{name!r} is not a region of the config")
@@ -99,7 +99,7 @@ def _resolve_previous(
 ) -> ImageRef:
     """Reads the target regions' release records (those that answer) to find the one
     image every region goes back to."""
-    app = _app(message, config)
+    app = config.known_app(message.app)
     records = []
     for name in message.regions or [r.name for r in config.regions]:
         if name not in {r.name for r in config.regions}:
@@ -114,13 +114,6 @@ def _resolve_previous(
     if image is None:
         raise InvalidMessage("no_previous_release", f"no region of {app.name} has an earlier good release")
     return ImageRef.parse(image)
-
-
-def _app(message: ControlMessage, config: Config) -> App:
-    try:
-        return config.app(message.app)
-    except KeyError:
-        raise InvalidMessage("unknown_app", f"no app named {message.app!r} in the config") from None
 
 
 def _target_image(message: ControlMessage, app: App) -> ImageRef | None:

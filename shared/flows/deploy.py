@@ -85,10 +85,7 @@ class RegionDeployer:
     def _handle(self, request: DeployRequest) -> DeployResult | None:
         if request.region != self.region.name:
             raise PermanentError("wrong_region", f"request for {request.region} reached {self.region.name}")
-        try:
-            app = self.config.app(request.app)
-        except KeyError:
-            raise PermanentError("unknown_app", request.app) from None
+        app = self.config.known_app(request.app)
         deadline = self.monotonic() + self.config.rollout.call_budget_seconds
         log = self.log.bind(app=app.name, release=request.release_id, kind=request.kind)
         store = ReleaseStore(self.kube, app)

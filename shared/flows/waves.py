@@ -50,10 +50,7 @@ def advance_waves(
     if result.status not in ("succeeded", "unchanged"):
         log.warning("wave_halted", region=result.region, status=result.status, reason=result.reason)
         return []
-    try:
-        app = config.app(result.app)
-    except KeyError:
-        raise PermanentError("unknown_app", result.app) from None
+    app = config.known_app(result.app)
     following = config.next_wave(result.wave)
     if following is None:
         log.info("all_waves_done")
