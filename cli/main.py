@@ -88,6 +88,10 @@ def _wait_args(p: argparse.ArgumentParser, until: str) -> None:
     )
 
 
+def _rbac_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--region", required=True, metavar="R", help="the region whose cluster it is for")
+
+
 def _drift_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", action="store_true", help="check here and now instead of publishing a drift request")
     p.add_argument("--heal", action="store_true", help="put drifted objects back as released")
@@ -145,6 +149,13 @@ COMMANDS = [
         "Check the clusters and Cloudflare against the releases (publish a request, or --run here).",
         "geodeploy drift\n  geodeploy drift --run\n  geodeploy drift --run --heal --region us-west1",
         _drift_args,
+    ),
+    Command(
+        "rbac",
+        "rbac",
+        "Print the Kubernetes RBAC the functions need in a region's cluster, for its admin to apply.",
+        "geodeploy rbac --region europe-west1 | kubectl apply -f -",
+        _rbac_args,
     ),
     Command(
         "history",

@@ -2,18 +2,14 @@
 # the one resource it touches wherever IAM allows that (topic, subscription, secret,
 # bucket, Cloud Run service). No keys anywhere: the functions run as these accounts.
 #
-#   image_pushed        publish to the deploy topics
-#   control             publish to the deploy topics
-#   waves               read clusters (release records) + publish to the deploy topics
-#   traffic             read clusters + read the Cloudflare token
-#   drift               read clusters + read the Cloudflare token + publish drift reports
-#   deploy-<region>     read its cluster's endpoint + publish results
+# The functions' grants follow local.access (locals.tf), the IAM half of the access
+# table in shared/topology.py; docs/infra.md lists each grant with the code that uses it.
 #   push                invoke the functions (Pub/Sub push, OIDC)
 #   build               build the functions' images
 #   nodes               the GKE nodes: write logs and metrics, pull the apps' images
 #
-# What the cluster identities may do inside Kubernetes is RBAC, granted in each cluster
-# with a (Cluster)RoleBinding for the accounts' emails (docs/infra.md), not managed here.
+# What the cluster identities may do inside Kubernetes is RBAC, rendered from the same
+# table by `geodeploy rbac --region R` and applied by the cluster's admin (docs/infra.md).
 # Cloud Scheduler publishes as its service agent (a Pub/Sub target has no service
 # account setting); it gets publish on the drift topic only, in scheduler.tf.
 
@@ -26,29 +22,12 @@ resource "google_service_account" "role" {
 
 # --- Pub/Sub publishers (topic-level) -------------------------------------------------
 
-resource "google_pubsub_topic_iam_member" "deploy_publisher" {
-  for_each = {
-    for pair in setproduct(["image_pushed", "control", "waves"], keys(local.deploy_topics)) :
-    "${pair[0]}/${pair[1]}" => { identity = pair[0], region = pair[1] }
-  }
+resource "google_pubsub_topic_iam_member" "publisher" {
+  for_each = local.publisher_grants
 
-  topic  = google_pubsub_topic.deploy[each.value.region].id
+  topic  = local.topic_ids[each.value.topic]
   role   = "roles/pubsub.publisher"
   member = google_service_account.role[each.value.identity].member
-}
-
-resource "google_pubsub_topic_iam_member" "results_publisher" {
-  for_each = local.regions_by_name
-
-  topic  = google_pubsub_topic.central["results"].id
-  role   = "roles/pubsub.publisher"
-  member = google_service_account.role["deploy-${each.key}"].member
-}
-
-resource "google_pubsub_topic_iam_member" "drift_reports_publisher" {
-  topic  = google_pubsub_topic.central["drift_reports"].id
-  role   = "roles/pubsub.publisher"
-  member = google_service_account.role["drift"].member
 }
 
 # --- GKE: reading a cluster's endpoint and CA ------------------------------------------
@@ -71,12 +50,13 @@ resource "google_project_iam_member" "cluster_getter" {
 
 # --- The Cloudflare token ---------------------------------------------------------------
 
-resource "google_secret_manager_secret_iam_member" "cloudflare_token_reader" {
-  for_each = toset(["traffic", "drift"])
+resource "google_secret_manager_secret_iam_member" "secret_reader" {
+  for_each = local.secret_grants
 
+  # The one secret geodeploy keeps (secrets.tf); a second would need its own resource.
   secret_id = google_secret_manager_secret.cloudflare_token.id
   role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.role[each.value].member
+  member    = google_service_account.role[each.value.identity].member
 }
 
 # --- Pub/Sub push: the invoker, and what the Pub/Sub service agent needs ---------------

@@ -190,9 +190,6 @@ locals {
     }
   )
 
-  # Identities that read clusters through the GKE API (container.clusters.get).
-  cluster_readers = concat(["waves", "traffic", "drift"], [for r in local.regions : "deploy-${r.name}"])
-
   # The apps' Artifact Registry repositories (<location>-docker.pkg.dev/<project>/<repository>/<image>),
   # which the nodes pull from. Images elsewhere need their own grant.
   app_repository_paths = distinct([
@@ -209,4 +206,43 @@ locals {
 
   # On every resource that takes labels (the provider adds managed-by = terraform).
   labels = { "geodeploy" = local.name }
+}
+
+# What each identity's code path uses: the IAM half of the access table in
+# shared/topology.py (functions_of(...).access), which tests/infra compares with this one.
+# The Kubernetes half (RBAC) is rendered from the same table by `geodeploy rbac`.
+#   publishes  topics it publishes to (roles/pubsub.publisher on each)
+#   clusters   whether it connects to the clusters (container.clusters.get)
+#   secrets    secrets it reads (roles/secretmanager.secretAccessor on each)
+locals {
+  first_wave        = min([for r in local.regions : r.wave]...)
+  first_wave_topics = [for r in local.regions : local.deploy_topics[r.name] if r.wave == local.first_wave]
+  later_wave_topics = [for r in local.regions : local.deploy_topics[r.name] if r.wave != local.first_wave]
+
+  access = merge(
+    {
+      # a push starts the first wave
+      image_pushed = { publishes = local.first_wave_topics, clusters = false, secrets = [] }
+      # rollbacks go to every region (manual deploys to the first wave); `previous` reads the records
+      control = { publishes = values(local.deploy_topics), clusters = true, secrets = [] }
+      # the later waves, once every region of a wave has succeeded (read from their records)
+      waves   = { publishes = local.later_wave_topics, clusters = true, secrets = [] }
+      traffic = { publishes = [], clusters = true, secrets = [local.cloudflare_api_token_secret] }
+      # its report, and a heal request for reconcile-traffic (the one writer of Cloudflare)
+      drift = { publishes = [local.topics.drift_reports, local.topics.drift], clusters = true, secrets = [local.cloudflare_api_token_secret] }
+    },
+    { for r in local.regions : "deploy-${r.name}" => { publishes = [local.topics.results], clusters = true, secrets = [] } }
+  )
+
+  publisher_grants = {
+    for pair in flatten([
+      for identity, a in local.access : [for topic in a.publishes : { identity = identity, topic = topic }]
+    ]) : "${pair.identity}/${pair.topic}" => pair
+  }
+  cluster_readers = [for identity, a in local.access : identity if a.clusters]
+  secret_grants = {
+    for pair in flatten([
+      for identity, a in local.access : [for secret in a.secrets : { identity = identity, secret = secret }]
+    ]) : "${pair.identity}/${pair.secret}" => pair
+  }
 }

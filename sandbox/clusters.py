@@ -2,9 +2,12 @@
 kube-scheduler and etcd, started by `kwokctl --runtime binary` from the binaries that
 sandbox/controlplane/build.sh built, with kwok faking the nodes and the kubelets.
 
-Each API server also accepts one bearer token (a static token file), which the Google
-stand-in hands out as the OAuth access token: the functions authenticate exactly as they
-do on GKE, with a Google access token, not with the admin client certificate.
+Each API server also accepts the sandbox's identities' bearer tokens (a static token
+file), the access tokens the Google stand-in hands out: a function authenticates exactly
+as on GKE, with its own Google access token, and is the Kubernetes user GKE would make of
+it (its service account's email), authorized by RBAC (kwokctl enables it). Only the
+sandbox's set-up uses the admin client certificate of kwokctl's kubeconfig (group
+system:masters), to create the clusters and apply that RBAC.
 """
 
 from __future__ import annotations
@@ -71,11 +74,11 @@ class LocalCluster:
 class KwokClusters:
     """Creates, stops, starts and deletes the sandbox's clusters."""
 
-    def __init__(self, bin_dir: Path, state_dir: Path, token: str) -> None:
+    def __init__(self, bin_dir: Path, state_dir: Path, users: dict[str, str] | None = None) -> None:
         self._bin = bin_dir
         self._state = state_dir
         self._workdir = state_dir / "kwok"
-        self._token = token
+        self._users = users or {}  # bearer token -> Kubernetes user name
         self.clusters: dict[str, LocalCluster] = {}
 
     def _env(self) -> dict[str, str]:
@@ -92,7 +95,7 @@ class KwokClusters:
     def _write_config(self) -> Path:
         self._state.mkdir(parents=True, exist_ok=True)
         tokens = self._state / "kube-tokens.csv"
-        tokens.write_text(f'{self._token},geodeploy,geodeploy,"system:masters"\n')
+        tokens.write_text("".join(f"{token},{user},{user}\n" for token, user in self._users.items()))
         tokens.chmod(0o600)
         kwokctl_config = {
             "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
@@ -188,7 +191,12 @@ class KwokClusters:
             finally:
                 self.clusters.pop(name, None)
 
-    def kubectl(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Runs the machine's kubectl against one cluster (tests use it as a human would)."""
+    def kubectl(
+        self, name: str, *args: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Runs the machine's kubectl against one cluster as its admin (the sandbox's set-up,
+        and tests acting as a human with admin rights would)."""
         env = {**os.environ, "KUBECONFIG": str(self.clusters[name].kubeconfig)}
-        return subprocess.run(["kubectl", *args], env=env, capture_output=True, text=True, check=check, timeout=60)
+        return subprocess.run(
+            ["kubectl", *args], env=env, input=stdin, capture_output=True, text=True, check=check, timeout=60
+        )

@@ -11,6 +11,12 @@ Functions serve as Cloud Run does with `max_instance_request_concurrency = 1`: o
 request per worker process (THREADS=1), and a few workers (WORKERS) standing in for
 scale-out; the serialized reconcile_traffic gets one.
 
+Every function runs as its production identity: its own Google credentials (so the
+OAuth stand-in issues it its own token), IAM checked by the Google stand-in against the
+grants infra/ would create (`sandbox.iam`), and in each cluster the Kubernetes user GKE
+would map it to, with the RBAC `geodeploy rbac` renders. The CLI and the tests act as
+the operator, the clusters' admin.
+
 Everything it starts is recorded in <state_dir>/sandbox.json, so `python -m sandbox down`
 can stop a sandbox that another process started.
 """
@@ -26,6 +32,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +40,13 @@ from sandbox.clusters import KwokClusters, LocalCluster, ensure_binaries
 from sandbox.emulator import PubSubEmulator, ensure_push_subscription, ensure_topic
 from sandbox.fault_proxy import FaultProxyControl
 from sandbox.functions_host import FunctionsHost, FunctionSpec
+from sandbox.iam import iam_grants
 from sandbox.processes import ManagedProcess
 from sandbox.standins.cloudflare import CloudflareStandinControl
 from sandbox.standins.google_apis import GoogleStandinControl, write_authorized_user_credentials
 from shared.config import Config, load_config
 from shared.topology import FunctionSpec as DeployedFunction
-from shared.topology import functions_of, subscription_name
+from shared.topology import functions_of, service_account_email, subscription_name
 
 __all__ = ["Sandbox", "stop_recorded_sandbox"]
 
@@ -49,6 +57,17 @@ _LISTENING = r"listening on (http://\S+)"
 # out to max_instances (infra/locals.tf: 1 for reconcile-traffic, 2 to 10 for the
 # others); here a few are enough to run requests side by side, and each costs ~60 MiB.
 SCALE_OUT_WORKERS = 2
+# The person at the CLI (and the tests acting as one): the clusters' admin, bound to
+# cluster-admin by the set-up, and allowed every Google call the functions make.
+OPERATOR = "sandbox-operator@geodeploy.local"
+OPERATOR_PERMISSIONS = ("container.clusters.get", "secretmanager.versions.access")
+
+
+@dataclass(frozen=True)
+class Identity:
+    email: str
+    refresh_token: str  # in its credentials file; the stand-in answers it with access_token
+    access_token: str
 
 
 def workers_for(function: DeployedFunction) -> int:
@@ -62,7 +81,13 @@ class Sandbox:
         self.configs = [load_config(c) for c in self.config_paths]
         self.state_dir = Path(state_dir).resolve()
         self._progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
-        self.access_token = "sandbox-" + secrets.token_hex(16)
+        emails = [service_account_email(c, fn.identity) for c in self.configs for fn in functions_of(c)]
+        self.identities = {
+            email: Identity(email, "refresh-" + secrets.token_hex(16), "ya29.sandbox-" + secrets.token_hex(16))
+            for email in [OPERATOR, *emails]
+        }
+        self.access_token = self.identities[OPERATOR].access_token
+        self.credentials: dict[str, Path] = {}  # email -> its credentials file
         self.cloudflare_token = "cf-" + secrets.token_hex(20)
         self._standins: dict[str, ManagedProcess] = {}
         self.urls: dict[str, str] = {}
@@ -117,20 +142,43 @@ class Sandbox:
         self.bin_dir = ensure_binaries()
 
     def _start_standins(self) -> None:
-        state = {"access_token": self.access_token}
+        grants = [g.as_json() for path in self.config_paths for g in iam_grants(path)]
+        grants += [
+            {"member": OPERATOR, "permission": permission, "resource": f"projects/{project}"}
+            for project in {c.project for c in self.configs}
+            for permission in OPERATOR_PERMISSIONS
+        ]
+        state = {
+            "access_token": self.access_token,
+            "identities": [vars(i) for i in self.identities.values()],
+            "iam": grants,
+            "enforce_iam": True,
+        }
         google_state = self.state_dir / "google-standin.json"
         google_state.write_text(json.dumps(state))
         google_state.chmod(0o600)
-        token_file = self.state_dir / "cloudflare-token"
-        token_file.write_text(self.cloudflare_token)
-        token_file.chmod(0o600)
+        # The token docs/infra.md asks for: pools and monitors on the account, load
+        # balancers on the zone, nothing else.
+        policies = [
+            {
+                "permission_groups": ["Load Balancing: Monitors and Pools Write"],
+                "resources": sorted({f"com.cloudflare.api.account.{c.cloudflare.account_id}" for c in self.configs}),
+            },
+            {
+                "permission_groups": ["Load Balancers Write"],
+                "resources": sorted({f"com.cloudflare.api.account.zone.{c.cloudflare.zone_id}" for c in self.configs}),
+            },
+        ]
+        policies_file = self.state_dir / "cloudflare-token-policies.json"
+        policies_file.write_text(json.dumps({self.cloudflare_token: policies}))
+        policies_file.chmod(0o600)
         argv = {
-            "google": ["-m", "sandbox.standins.google_apis", "--state-file", str(google_state)],
+            "google": ["-m", "sandbox.standins.google_apis", "--state-file", str(google_state), "--require-auth"],
             "cloudflare": [
                 "-m",
                 "sandbox.standins.cloudflare",
-                "--token-file",
-                str(token_file),
+                "--token-policies-file",
+                str(policies_file),
                 "--plan",
                 "non-enterprise",
             ],
@@ -148,17 +196,75 @@ class Sandbox:
             self.urls[name] = process.wait_for_line(_LISTENING, timeout=30).group(1)
         self.google = GoogleStandinControl(self.urls["google"])
         self.cloudflare = CloudflareStandinControl(self.urls["cloudflare"])
-        self.credentials_file = write_authorized_user_credentials(
-            self.state_dir / "google-credentials.json", self.urls["google"] + "/token"
-        )
+        (self.state_dir / "identities").mkdir(parents=True, exist_ok=True)
+        for identity in self.identities.values():
+            self.credentials[identity.email] = write_authorized_user_credentials(
+                self.state_dir / "identities" / f"{identity.email}.json",
+                self.urls["google"] + "/token",
+                refresh_token=identity.refresh_token,
+            )
+        self.credentials_file = self.credentials[OPERATOR]
         for config in self.configs:
             self.google.add_secret_version(
                 f"projects/{config.project}/secrets/{config.cloudflare.api_token_secret}", self.cloudflare_token
             )
 
     def _start_clusters(self) -> None:
-        self.clusters = KwokClusters(self.bin_dir, self.state_dir, self.access_token)
+        # GKE names a Google identity's Kubernetes user by its email.
+        users = {i.access_token: i.email for i in self.identities.values()}
+        self.clusters = KwokClusters(self.bin_dir, self.state_dir, users)
         self.clusters.create(sorted({r.cluster.name for c in self.configs for r in c.regions}))
+        self._apply_rbac()
+
+    def _apply_rbac(self) -> None:
+        """As each cluster's admin: geodeploy's RBAC for every config, and the operator's
+        cluster-admin binding. Server-side, so no client-side annotation lands on the
+        Namespaces the functions then apply."""
+        import yaml
+
+        from shared.rbac import render_rbac
+
+        assert self.clusters is not None
+        operator = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "sandbox-operator"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": OPERATOR}],
+        }
+        for name in self.clusters.clusters:
+            objects = [operator]
+            for config in self.configs:
+                for region in config.regions:
+                    if region.cluster.name == name:
+                        objects += render_rbac(config, region)
+            self.clusters.kubectl(
+                name,
+                "apply",
+                "--server-side",
+                "--field-manager=geodeploy-rbac",
+                "-f",
+                "-",
+                stdin=yaml.safe_dump_all(objects),
+            )
+        self._wait_for_rbac()
+
+    def _wait_for_rbac(self, timeout: float = 30) -> None:
+        """The API server authorizes from an informer's cache: a binding just applied takes
+        a moment to count. Wait until each region's deployer may read its record."""
+        from shared.releases import record_name
+
+        assert self.clusters is not None
+        for config in self.configs:
+            for region in config.regions:
+                app = config.apps[0]
+                probe = ("auth", "can-i", "get", f"configmaps/{record_name(app.name)}", "-n", app.namespace)
+                user = f"--as={service_account_email(config, f'deploy-{region.name}')}"
+                deadline = time.monotonic() + timeout
+                while self.clusters.kubectl(region.cluster.name, *probe, user, check=False).stdout.strip() != "yes":
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the RBAC of {region.cluster.name} did not take effect in {timeout:.0f} s")
+                    time.sleep(0.2)
 
     def _start_fault_proxy(self) -> None:
         assert self.clusters is not None
@@ -222,7 +328,13 @@ class Sandbox:
                 FunctionSpec(
                     name=fn.name,
                     target=fn.entry_point,
-                    env={"GEODEPLOY_REGION": fn.region} if fn.region else {},
+                    env={
+                        # its own identity, as Cloud Functions gives it its service account
+                        "GOOGLE_APPLICATION_CREDENTIALS": str(
+                            self.credentials[service_account_email(config, fn.identity)]
+                        ),
+                        **({"GEODEPLOY_REGION": fn.region} if fn.region else {}),
+                    },
                     threads=1,  # Cloud Run: max_instance_request_concurrency = 1
                     workers=workers_for(fn),
                 )
@@ -329,7 +441,7 @@ def stop_recorded_sandbox(state_dir: Path) -> bool:
     for group in state["process_groups"]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(group, signal.SIGTERM)
-    KwokClusters(Path(state["bin_dir"]), Path(state["state_dir"]), token="unused").delete(list(state["clusters"]))
+    KwokClusters(Path(state["bin_dir"]), Path(state["state_dir"])).delete(list(state["clusters"]))
     path.unlink()
     return True
 

@@ -52,6 +52,18 @@ class ClusterUnreachable(TransientError):
     """The region's Kubernetes API (or GKE's API for its endpoint) did not answer."""
 
 
+PERMISSION_DENIED = "permission_denied"
+
+
+class PermissionMissing(TransientError):
+    """The function's identity lacks a permission (a Google API's PERMISSION_DENIED, or a
+    Kubernetes RBAC refusal). An operator grants it (docs/infra.md lists each one); until
+    then the event is redelivered, and after the last attempt it is dead-lettered, kept.
+    Never reported as an unreachable cluster: the message names what was refused."""
+
+    reason = PERMISSION_DENIED
+
+
 class CloudflareUnavailable(TransientError):
     """Cloudflare kept failing (429 or 5xx) after the bounded retries."""
 

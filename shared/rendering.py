@@ -17,7 +17,7 @@ from typing import Any
 from shared.config import App, Config, Probe, Region
 from shared.contracts import ImageRef
 
-__all__ = ["RenderedRelease", "object_key", "render_release"]
+__all__ = ["RenderedRelease", "object_key", "render_namespace", "render_release"]
 
 Object = dict[str, Any]
 
@@ -47,13 +47,22 @@ def object_key(obj: Object) -> str:
     return f"{obj['kind']}/{ns}/{obj['metadata']['name']}" if ns else f"{obj['kind']}/{obj['metadata']['name']}"
 
 
-def render_release(config: Config, app: App, region: Region, image: ImageRef) -> RenderedRelease:
-    labels = {
+def _labels(app: App, region: Region) -> dict[str, str]:
+    return {
         NAME_LABEL: app.name,
         "app.kubernetes.io/managed-by": MANAGED_BY,
         REGION_LABEL: region.name,
         ZONE_LABEL: region.cluster.location,
     }
+
+
+def render_namespace(app: App, region: Region) -> Object:
+    """The app's Namespace exactly as a release applies it (the RBAC bundle creates it first)."""
+    return _namespace(app, _labels(app, region))
+
+
+def render_release(config: Config, app: App, region: Region, image: ImageRef) -> RenderedRelease:
+    labels = _labels(app, region)
     steered = config.cloudflare.app == app.name
     objects = (
         _namespace(app, labels),

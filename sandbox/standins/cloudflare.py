@@ -11,11 +11,27 @@ Routes under /client/v4 ({a} account id, {z} zone id):
 Imitated: the ``{success, errors, messages, result}`` envelope (``result_info`` on
 lists only), 32-hex ids, RFC3339 ``created_on``/``modified_on``, API defaults filled
 on create, PUT = full replacement (unsent fields revert to defaults), PATCH = merge of
-the top-level fields sent, bearer-token auth, and the read-only ``healthy`` on pools and
-origins. Health is set through the control API by pool *name* (default healthy; a
-disabled pool reports its set value too) and survives PUT/PATCH and re-creation.
+the top-level fields sent, bearer-token auth with the token's permission groups and
+resources (below), and the read-only ``healthy`` on pools and origins. Health is set
+through the control API by pool *name* (default healthy; a disabled pool reports its set
+value too) and survives PUT/PATCH and re-creation.
 Simplified: monitors and pools belong to an account, LBs to a zone, and an LB may
 reference a pool of any account. Pool names need not be unique.
+
+Tokens, as Cloudflare API tokens: each has allow policies ``{"permission_groups": [...],
+"resources": [...]}``; a request passes if one policy holds a group that suffices *and*
+a resource that covers the route's account or zone:
+  /accounts/{a}/load_balancers/...  "Load Balancing: Monitors and Pools Read" or "... Write"
+                                    on ``com.cloudflare.api.account.{a}``
+  /zones/{z}/load_balancers[/{id}]  "Load Balancers Read" or "Load Balancers Write"
+                                    on ``com.cloudflare.api.account.zone.{z}``
+GET (and HEAD) need Read or Write, other methods Write. ``*`` as the id
+(``com.cloudflare.api.account.*``, ``com.cloudflare.api.account.zone.*``) covers every
+account or zone. ``--token``/``--token-file`` (constructor ``token=``) give one token all
+four groups on every account and zone (`full_access()`); ``--token-policies-file``
+(constructor ``tokens=``) gives tokens their own policies, JSON ``{"<token>": [policy,
+...], ...}``; both may be used. With neither, the token is ``sandbox-cloudflare-token``
+with full access. Unknown groups, malformed resources and unknown policy keys are refused.
 
 Errors (HTTP status, code, message):
   400 1002  "<detail>: validation failed"  bad/missing field, unknown monitor/pool id
@@ -24,7 +40,9 @@ Errors (HTTP status, code, message):
   400 1003  "value not unique: validation failed"  two LBs with one name in a zone
   400 1004  "Health info unavailable"  /health of a pool without a monitor
   400 6007  "Malformed JSON in request body"
-  403 10000 "Authentication error"  wrong/missing bearer token, or X-Auth-Email/Key
+  403 10000 "Authentication error"  wrong/missing bearer token, or X-Auth-Email/Key, or
+            a known token without the permission group or the resource the route needs
+            (checked after routing: an unknown path is 404 for any known token)
   404 1000  "Not found"  unknown id, or an id of another account/zone
   404 7003 + 7000 "No route for that URI"  unknown path or method
   429 971   "Please wait and consider throttling your request speed"  (fault)
@@ -36,16 +54,21 @@ use of 1003 for duplicate names; the other codes are seen in the wild.
 Control API (JSON, no auth; `CloudflareStandinControl`): the common routes of
 `StandinServer` (requests, faults, state, reset) plus
   POST /__standin/health  {"pool_name", "healthy", "origins"?: {origin_name: bool}}
+  POST /__standin/token-policies  {"token", "policies": [policy, ...]}  replaces the
+       token's policies (adds the token if new; ``[]`` leaves it known but allowed nothing);
+       answers {"token", "policies"} normalised. Reset restores the tokens it started with.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import re
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -101,7 +124,98 @@ ORIGIN_DEFAULTS: dict[str, Any] = {"enabled": True, "weight": 1}
 MONITOR_INTS = ("port", "interval", "retries", "timeout", "consecutive_up", "consecutive_down")
 INJECTED = "Internal server error (injected by stand-in)"
 THROTTLED = "Please wait and consider throttling your request speed"
+# Cloudflare's permission group names -> (resource level, grants write).
+PERMISSION_GROUPS: dict[str, tuple[str, bool]] = {
+    "Load Balancing: Monitors and Pools Read": ("account", False),
+    "Load Balancing: Monitors and Pools Write": ("account", True),
+    "Load Balancers Read": ("zone", False),
+    "Load Balancers Write": ("zone", True),
+}
+ZONE_RESOURCE = "com.cloudflare.api.account.zone."  # checked first: it extends the account prefix
+ACCOUNT_RESOURCE = "com.cloudflare.api.account."
+RESOURCE_ID = re.compile(r"^(\*|[A-Za-z0-9_-]+)$")
+READ_METHODS = frozenset({"GET", "HEAD"})
 # fmt: on
+
+
+def _resource(resource: str) -> tuple[str, str]:
+    """``com.cloudflare.api.account[.zone].<id>`` -> (level, id); ValueError otherwise."""
+    for prefix, level in ((ZONE_RESOURCE, "zone"), (ACCOUNT_RESOURCE, "account")):
+        if resource.startswith(prefix):
+            ident = resource[len(prefix) :]
+            if RESOURCE_ID.match(ident):
+                return level, ident
+    raise ValueError(
+        f"resource {resource!r} is not com.cloudflare.api.account.<account id> "
+        "or com.cloudflare.api.account.zone.<zone id> (or .* for all)"
+    )
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One allow policy of an API token: these permission groups on these resources."""
+
+    permission_groups: tuple[str, ...]
+    resources: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.permission_groups, str) or isinstance(self.resources, str):
+            raise TypeError("permission_groups and resources must be lists of strings")
+        object.__setattr__(self, "permission_groups", tuple(self.permission_groups))
+        object.__setattr__(self, "resources", tuple(self.resources))
+        if not self.permission_groups or not self.resources:
+            raise ValueError("a policy needs at least one permission group and one resource")
+        unknown = [g for g in self.permission_groups if g not in PERMISSION_GROUPS]
+        if unknown:
+            raise ValueError(f"unknown permission groups {unknown}; known: {sorted(PERMISSION_GROUPS)}")
+        for resource in self.resources:
+            if not isinstance(resource, str):
+                raise TypeError("resources must be strings")
+            _resource(resource)
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Policy:
+        if isinstance(raw, Policy):
+            return raw
+        if not isinstance(raw, dict):
+            raise TypeError("a policy is an object {permission_groups, resources}")
+        unknown = set(raw) - {"permission_groups", "resources"}
+        if unknown:
+            raise ValueError(f"unknown policy fields: {sorted(unknown)}")
+        groups, resources = raw.get("permission_groups"), raw.get("resources")
+        if not isinstance(groups, list) or not isinstance(resources, list):
+            raise TypeError("permission_groups and resources must be lists of strings")
+        return cls(tuple(groups), tuple(resources))
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"permission_groups": list(self.permission_groups), "resources": list(self.resources)}
+
+    def allows(self, level: str, scope: str, write: bool) -> bool:
+        """A group of `level` that suffices (Write implies Read) and a resource covering `scope`."""
+        group_ok = any(
+            PERMISSION_GROUPS[g][0] == level and (PERMISSION_GROUPS[g][1] or not write) for g in self.permission_groups
+        )
+        return group_ok and any(_resource(r) in ((level, scope), (level, "*")) for r in self.resources)
+
+
+def full_access() -> list[Policy]:
+    """What ``--token`` means: all four groups on every account and zone."""
+    resources = (ACCOUNT_RESOURCE + "*", ZONE_RESOURCE + "*")
+    return [Policy(tuple(PERMISSION_GROUPS), resources)]
+
+
+def _policies(raw: Any) -> list[Policy]:
+    if not isinstance(raw, (list, tuple)):
+        raise TypeError("policies must be a list")
+    return [Policy.from_json(p) for p in raw]
+
+
+def load_token_policies(path: Path) -> dict[str, list[Policy]]:
+    """Read ``{"<token>": [{"permission_groups": [...], "resources": [...]}, ...]}``."""
+    raw = json.loads(path.read_text())
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected an object mapping tokens to lists of policies")
+    return {token: _policies(policies) for token, policies in raw.items()}
 
 
 class ApiError(Exception):
@@ -156,12 +270,25 @@ class CloudflareStandin(StandinServer):
     supports_success_false = True
 
     def __init__(
-        self, token: str = DEFAULT_TOKEN, host: str = "127.0.0.1", port: int = 0, plan: str = "enterprise"
+        self,
+        token: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        plan: str = "enterprise",
+        tokens: Mapping[str, Sequence[Policy | dict[str, Any]]] | None = None,
     ) -> None:
         super().__init__(host, port)
         if plan not in ("enterprise", "non-enterprise"):
             raise ValueError("plan must be 'enterprise' or 'non-enterprise'")
-        self.token = token
+        configured = {t: _policies(p) for t, p in (tokens or {}).items()}
+        if token is not None and token in configured:
+            raise ValueError("token is given both with full access and with its own policies")
+        if token is not None or not configured:
+            configured[token if token is not None else DEFAULT_TOKEN] = full_access()
+        if not all(isinstance(t, str) and t for t in configured):
+            raise ValueError("tokens must be non-empty strings")
+        self._configured_tokens = configured
+        self._tokens = dict(configured)  # token -> policies; replaced by set_token_policies
         self.plan = plan
         self._lock = threading.RLock()
         self._objects: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in DEFAULTS}
@@ -183,7 +310,22 @@ class CloudflareStandin(StandinServer):
             self._health[pool_name] = {"healthy": healthy, "origins": origins or {}}
             return sum(p["name"] == pool_name for p in self._objects["pool"].values())
 
+    def set_token_policies(self, token: str, policies: Sequence[Policy | dict[str, Any]]) -> list[Policy]:
+        """Replace (or add) a token's policies; ``[]`` keeps it known but allowed nothing."""
+        if not isinstance(token, str) or not token:
+            raise ValueError("token must be a non-empty string")
+        parsed = _policies(policies)
+        with self._lock:
+            self._tokens[token] = parsed
+        return parsed
+
     def control(self, route: tuple[str, str], req: Request) -> Response | None:
+        if route == ("POST", "/token-policies"):
+            body = req.json()
+            if not isinstance(body, dict):
+                raise TypeError("body must be an object {token, policies}")
+            policies = self.set_token_policies(body["token"], body["policies"])
+            return Response(200, {"token": body["token"], "policies": [p.to_json() for p in policies]})
         if route != ("POST", "/health"):
             return None
         body = req.json()
@@ -206,6 +348,7 @@ class CloudflareStandin(StandinServer):
                 objs.clear()
             self._scope.clear()
             self._health.clear()
+            self._tokens = dict(self._configured_tokens)
 
     def fault_response(self, rule: FaultRule) -> Response | None:
         if rule.success_false:
@@ -226,11 +369,16 @@ class CloudflareStandin(StandinServer):
         try:
             if req.headers.get("X-Auth-Email") or req.headers.get("X-Auth-Key"):
                 raise ApiError(403, 10000, "Authentication error")  # token auth only
-            if req.headers.get("Authorization", "") != f"Bearer {self.token}":
+            auth = req.headers.get("Authorization", "")
+            token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+            with self._lock:
+                policies = self._tokens.get(token) if token else None
+            if policies is None:
                 raise ApiError(403, 10000, "Authentication error")
             found = None
+            path = req.path[len(API_PREFIX) :]
             if req.path.startswith(API_PREFIX + "/"):
-                found = self._router.match(req.method, req.path[len(API_PREFIX) :])
+                found = self._router.match(req.method, path)
             if found is None:
                 raise ApiError(
                     404, 7003,
@@ -239,6 +387,10 @@ class CloudflareStandin(StandinServer):
                     (7000, "No route for that URI"),
                 )  # fmt: skip
             handler, params = found
+            level = "zone" if path.startswith("/zones/") else "account"
+            write = req.method not in READ_METHODS
+            if not any(p.allows(level, params["scope"], write) for p in policies):
+                raise ApiError(403, 10000, "Authentication error")  # what Cloudflare answers
             with self._lock:
                 resp = handler(req, **params)
         except ApiError as exc:
@@ -426,24 +578,36 @@ class CloudflareStandin(StandinServer):
 
 
 class CloudflareStandinControl(ControlClient):
-    """Control client: requests(), writes(), set_faults(), set_pool_health(), ..."""
+    """Control client: requests(), writes(), set_faults(), set_pool_health(), set_token_policies(), ..."""
 
     def set_pool_health(self, pool_name: str, healthy: bool, origins: dict[str, bool] | None = None) -> int:
         body = {"pool_name": pool_name, "healthy": healthy, "origins": origins or {}}
         return int(self._call("POST", "/health", body)["matched_pools"])
 
+    def set_token_policies(self, token: str, policies: Sequence[Policy | dict[str, Any]]) -> list[dict[str, Any]]:
+        """Replace a token's policies at runtime, e.g. to take one grant away."""
+        raw = [p.to_json() if isinstance(p, Policy) else p for p in policies]
+        answer = self._call("POST", "/token-policies", {"token": token, "policies": raw})
+        return list(answer["policies"])
+
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--token", default=DEFAULT_TOKEN, help="the accepted token")
+    parser.add_argument("--token", help=f"a token with full access (default {DEFAULT_TOKEN} if no token is given)")
     # A file keeps the token out of the process list and out of the command line log.
-    parser.add_argument("--token-file", type=Path, help="read the accepted token from this file")
+    parser.add_argument("--token-file", type=Path, help="read the full-access token from this file")
+    parser.add_argument(
+        "--token-policies-file",
+        type=Path,
+        help='JSON {"<token>": [{"permission_groups": [...], "resources": [...]}, ...], ...}',
+    )
     plans = ("enterprise", "non-enterprise")
     parser.add_argument("--plan", choices=plans, default="enterprise")
 
 
 def _build(args: argparse.Namespace) -> CloudflareStandin:
     token = args.token_file.read_text().strip() if args.token_file else args.token
-    return CloudflareStandin(token, args.host, args.port, args.plan)
+    tokens = load_token_policies(args.token_policies_file) if args.token_policies_file else None
+    return CloudflareStandin(token, args.host, args.port, args.plan, tokens=tokens)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,13 @@ Routes (the query string, e.g. ``?$alt=json;enum-encoding=int``, is ignored):
        highest enabled); ``name`` carries the resolved number, plus ``dataCrc32c``
   POST /token   OAuth2 refresh_token grant, form-encoded, client auth in body or Basic
 
+Identities and IAM (what the sandbox runs with): each identity has its own refresh token
+(in its own credentials file) and gets its own access token from /token. With
+``enforce_iam``, GetCluster needs ``container.clusters.get`` on the project and
+AccessSecretVersion needs ``secretmanager.versions.access`` on the secret (or the
+project), granted to the caller's identity in ``iam``; otherwise the answer is Google's
+403 PERMISSION_DENIED (PermissionDenied in google-api-core), worded as Google words it.
+
 Errors have Google's shape ``{"error": {"code", "message", "status"}}``. Over REST,
 google-api-core picks the exception by HTTP status alone: NotFound (404), BadRequest
 (400, even for FAILED_PRECONDITION on a disabled version), Unauthorized (401: only with
@@ -30,7 +37,11 @@ Control API (JSON, no auth; `GoogleStandinControl`): the common routes of
   POST /__standin/secrets   {"name": "projects/p/secrets/s", "data", "enabled"?}
                             -> {"version": n}
   POST /__standin/secret-versions  {"name": ".../versions/n", "enabled": bool}
---state-file: {"clusters": [cluster...], "secrets": [secret...], "access_token"?}.
+  POST /__standin/iam       {"member", "permission", "resource", "granted": bool}
+                            grants or revokes one permission
+--state-file: {"clusters": [cluster...], "secrets": [secret...], "access_token"?,
+               "identities"?: [{"email", "refresh_token", "access_token"}...],
+               "iam"?: [{"member", "permission", "resource"}...], "enforce_iam"?: bool}.
 """
 
 from __future__ import annotations
@@ -108,6 +119,10 @@ class GoogleApisStandin(StandinServer):
         self._lock = threading.Lock()
         self._clusters: dict[str, dict[str, Any]] = {}
         self._secrets: dict[str, list[dict[str, Any]]] = {}  # name -> versions
+        self._identities: dict[str, str] = {}  # access token -> email
+        self._refresh: dict[str, str] = {}  # refresh token -> access token
+        self._grants: set[tuple[str, str, str]] = set()  # (member, permission, resource)
+        self.enforce_iam = False
         self._router = Router()
         clusters = "/v1/projects/{project}/locations/{location}/clusters/{cluster}"
         self._router.add("GET", clusters, self._get_cluster)
@@ -126,6 +141,31 @@ class GoogleApisStandin(StandinServer):
             self.register_cluster(**cluster)
         for secret in state.get("secrets", []):
             self.add_secret_version(**secret)
+        for identity in state.get("identities", []):
+            self._identities[identity["access_token"]] = identity["email"]
+            self._refresh[identity["refresh_token"]] = identity["access_token"]
+        for grant in state.get("iam", []):
+            self.set_grant(grant["member"], grant["permission"], grant["resource"], True)
+        self.enforce_iam = bool(state.get("enforce_iam", self.enforce_iam))
+
+    def set_grant(self, member: str, permission: str, resource: str, granted: bool) -> None:
+        with self._lock:
+            if granted:
+                self._grants.add((member, permission, resource))
+            else:
+                self._grants.discard((member, permission, resource))
+
+    def _authorize(self, req: Request, permission: str, resource: str, message: str) -> None:
+        """Google's answer to a caller without `permission` on `resource` (or a parent)."""
+        if not self.enforce_iam:
+            return
+        bearer = req.headers.get("Authorization", "").removeprefix("Bearer ")
+        member = self._identities.get(bearer)
+        parents = {"/".join(resource.split("/")[:n]) for n in range(2, resource.count("/") + 2)}
+        with self._lock:
+            allowed = member is not None and any((member, permission, r) in self._grants for r in parents)
+        if not allowed:
+            raise GoogleError(403, "PERMISSION_DENIED", message)
 
     def register_cluster(
         self,
@@ -176,6 +216,9 @@ class GoogleApisStandin(StandinServer):
         elif route == ("POST", "/secret-versions"):
             body = req.json()
             self.set_secret_version_enabled(body["name"], bool(body["enabled"]))
+        elif route == ("POST", "/iam"):
+            body = req.json()
+            self.set_grant(body["member"], body["permission"], body["resource"], bool(body["granted"]))
         else:
             return None
         return Response(200, {"ok": True})
@@ -217,7 +260,8 @@ class GoogleApisStandin(StandinServer):
             if found is None:
                 raise _not_found(f"The requested URL {req.path} was not found.")
             handler, params = found
-            bearer_ok = req.headers.get("Authorization") == f"Bearer {self.access_token}"
+            bearer = req.headers.get("Authorization", "").removeprefix("Bearer ")
+            bearer_ok = bearer == self.access_token or bearer in self._identities
             if self.require_auth and handler != self._token and not bearer_ok:
                 raise GoogleError(
                     401,
@@ -230,6 +274,9 @@ class GoogleApisStandin(StandinServer):
 
     def _get_cluster(self, req: Request, project: str, location: str, cluster: str) -> Response:
         name = f"projects/{project}/locations/{location}/clusters/{cluster}"
+        self._authorize(
+            req, "container.clusters.get", name, f'Required "container.clusters.get" permission(s) for "{name}".'
+        )
         with self._lock:
             found = self._clusters.get(name)
         if found is None:
@@ -238,6 +285,13 @@ class GoogleApisStandin(StandinServer):
 
     def _access_secret(self, req: Request, project: str, secret: str, version: str) -> Response:
         name = f"projects/{project}/secrets/{secret}"
+        self._authorize(
+            req,
+            "secretmanager.versions.access",
+            name,
+            f"Permission 'secretmanager.versions.access' denied for resource "
+            f"'{name}/versions/{version}' (or it may not exist).",
+        )
         with self._lock:
             versions = list(self._secrets.get(name, []))
         if not versions:
@@ -276,10 +330,16 @@ class GoogleApisStandin(StandinServer):
             message = "Missing required parameter: refresh_token"
             error = {"error": "invalid_request", "error_description": message}
             return Response(400, error)
+        token = self.access_token
+        if self._refresh:  # per-identity credentials: only a known refresh token is honoured
+            found = self._refresh.get(form["refresh_token"])
+            if found is None:
+                return Response(400, {"error": "invalid_grant", "error_description": "Bad Request"})
+            token = found
         return Response(
             200,
             {
-                "access_token": self.access_token,
+                "access_token": token,
                 "expires_in": 3600,
                 "token_type": "Bearer",
                 "scope": SCOPE,
@@ -302,11 +362,15 @@ class GoogleStandinControl(ControlClient):
         body = {"name": version_name, "enabled": enabled}
         self._call("POST", "/secret-versions", body)
 
+    def set_grant(self, member: str, permission: str, resource: str, granted: bool) -> None:
+        body = {"member": member, "permission": permission, "resource": resource, "granted": granted}
+        self._call("POST", "/iam", body)
+
     def token_requests(self) -> int:
         return int(self.requests()["counts"].get("POST /token", 0))
 
 
-def write_authorized_user_credentials(path: str | Path, token_uri: str) -> Path:
+def write_authorized_user_credentials(path: str | Path, token_uri: str, refresh_token: str = "sandbox") -> Path:
     """Write a credentials file that `google.auth.default()` refreshes at `token_uri`.
 
     Use it through GOOGLE_APPLICATION_CREDENTIALS. The type is
@@ -318,7 +382,7 @@ def write_authorized_user_credentials(path: str | Path, token_uri: str) -> Path:
         "audience": "//iam.googleapis.com/locations/global/workforcePools/geodeploy-sandbox/providers/sandbox",
         "client_id": "geodeploy-sandbox",
         "client_secret": "sandbox",
-        "refresh_token": "sandbox",
+        "refresh_token": refresh_token,
         "token_url": token_uri,
         "universe_domain": "googleapis.com",
     }

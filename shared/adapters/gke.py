@@ -11,7 +11,7 @@ from typing import Any
 from shared.adapters.google_auth import access_token, default_credentials
 from shared.adapters.kube import KubeClient
 from shared.config import ClusterRef
-from shared.errors import ClusterUnreachable, PermanentError
+from shared.errors import ClusterUnreachable, PermanentError, PermissionMissing
 
 __all__ = ["ClusterConnector"]
 
@@ -69,6 +69,8 @@ class ClusterConnector:
             cluster = self._container_client().get_cluster(name=name, timeout=20)
         except gexc.NotFound:
             raise PermanentError("cluster_not_found", name) from None
+        except gexc.PermissionDenied as e:
+            raise PermissionMissing(f"GKE API: get_cluster {name}: {e.message}") from None
         except (gexc.GoogleAPICallError, gexc.RetryError, OSError) as e:
             raise ClusterUnreachable(f"GKE API: get_cluster {name}: {type(e).__name__}") from e
         config = Configuration()

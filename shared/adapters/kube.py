@@ -11,11 +11,12 @@ caught where a flow can re-read).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from shared.errors import ClusterUnreachable, PermanentError, TransientError
+from shared.errors import ClusterUnreachable, PermanentError, PermissionMissing, TransientError
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -35,6 +36,8 @@ _RESOURCES: dict[tuple[str, str], tuple[str, str, bool]] = {
     ("policy/v1", "PodDisruptionBudget"): ("/apis/policy/v1", "poddisruptionbudgets", True),
 }
 _REQUEST_TIMEOUT = (5, 30)  # (connect, read) seconds
+# How the API server words an RBAC denial: `... is forbidden: User "x" cannot get resource ...`
+_RBAC_REFUSAL = re.compile(r'is forbidden: User ".*" cannot \w+ resource')
 
 
 class KubeConflict(TransientError):
@@ -242,6 +245,10 @@ class KubeClient:
         where = f"{self.cluster}: {method} {path}"
         if status == 409:
             return KubeConflict(f"{where}: {detail}")
+        if status == 403 and _RBAC_REFUSAL.search(detail):
+            # RBAC refused our identity (not an admission policy refusing the object): an
+            # operator must grant it, so the event is kept (redelivered, then dead-lettered).
+            return PermissionMissing(f"{where}: {detail}")
         if status in (400, 403, 404, 405, 415, 422):
             return KubeRejected(f"kube_{status}", f"{where}: {detail}")
         return ClusterUnreachable(f"{where}: HTTP {status}: {detail}")

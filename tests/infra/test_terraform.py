@@ -3,7 +3,7 @@ shared/topology.py lists: every region gets its cluster, spot node pool, address
 deploy function; every function gets one push subscription per trigger topic, with
 retries and a dead-letter topic; the IAM is per resource; checkov finds nothing.
 
-The HCL is evaluated by tests/infra/hcl_eval.py (a small evaluator for the subset infra/
+The HCL is evaluated by sandbox/terraform/hcl_eval.py (a small evaluator for the subset infra/
 is written in). Where a terraform binary is on PATH, Terraform itself evaluates the
 locals too and must agree; it needs no providers for that.
 """
@@ -16,12 +16,14 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from sandbox.terraform.hcl_eval import Instance, Module, Unknown, parse_tf
 from shared.config import (
     PUSH_DELIVERY_ATTEMPTS,
     PUSH_MAX_BACKOFF_SECONDS,
@@ -34,8 +36,7 @@ from shared.config import (
     Topics,
     load_config,
 )
-from shared.topology import FunctionSpec, functions_of, subscription_name
-from tests.infra.hcl_eval import Instance, Module, Unknown, parse_tf
+from shared.topology import Access, FunctionSpec, functions_of, service_account_id, subscription_name
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
@@ -209,6 +210,7 @@ def _as_spec(name: str, fn: dict[str, Any]) -> FunctionSpec:
         serialized=fn["serialized"],
         timeout_seconds=fn["timeout_seconds"],
         memory=fn["memory"],
+        identity=fn["identity"],
     )
 
 
@@ -219,6 +221,7 @@ def test_terraform_functions_are_the_topology(variant: str, config_files: dict[s
     actual = {name: _as_spec(name, fn) for name, fn in _module(config_files[variant]).local("functions").items()}
     assert sorted(actual) == sorted(expected)
     for name, spec in expected.items():
+        spec = replace(spec, access=Access())  # compared grant by grant in the IAM tests
         assert actual[name] == spec, f"{name}: Terraform has {actual[name]}, topology has {spec}"
 
 
@@ -245,6 +248,9 @@ def test_service_account_ids_are_valid_unique_and_cover_every_function(
     assert len(set(ids)) == len(ids)
     for name, fn in module.local("functions").items():
         assert fn["identity"] in accounts, f"{name} runs as {fn['identity']!r}, which is not a service account"
+    config = load_config(config_files[variant])
+    for spec in functions_of(config):  # RBAC names these accounts by email: same ids in Python
+        assert accounts[spec.identity]["account_id"] == service_account_id(config, spec.identity)
     regional = {fn["identity"] for fn in module.local("functions").values() if fn["region"]}
     assert len(regional) == len(load_config(config_files[variant]).regions), "one deployer identity per region"
 
@@ -255,7 +261,7 @@ def test_service_account_ids_are_valid_unique_and_cover_every_function(
 def _terraform() -> str:
     binary = shutil.which("terraform")
     if binary is None:
-        pytest.skip("no terraform binary on PATH: the locals are checked by tests/infra/hcl_eval.py only")
+        pytest.skip("no terraform binary on PATH: the locals are checked by sandbox/terraform/hcl_eval.py only")
     return binary
 
 
@@ -556,45 +562,54 @@ def test_pubsub_service_agent_can_dead_letter_and_mint_push_tokens(example: tupl
     assert minting.get("service_account_id") == Unknown('google_service_account.role["push"].name')
 
 
-def test_publishers_are_granted_per_topic(example: tuple[Config, Module]) -> None:
-    config, module = example
-    deploy = _instances(module, "google_pubsub_topic_iam_member", "deploy_publisher")
-    granted = {(_topic_name_of(module, g.get("topic")), g.get("member")) for g in deploy.values()}
-    assert granted == {
-        (config.deploy_topic(r.name), _sa(identity))
-        for r in config.regions
-        for identity in ("image_pushed", "control", "waves")
+@pytest.mark.parametrize("variant", CONFIG_NAMES)
+def test_function_grants_are_the_access_table(variant: str, config_files: dict[str, Path]) -> None:
+    """Every IAM grant of a function's identity is in shared/topology.py's access table,
+    and every entry of the table is granted: the RBAC rendered from the same table and
+    the sandbox that enforces both can then not disagree with what Terraform creates."""
+    config = load_config(config_files[variant])
+    module = _module(config_files[variant])
+    specs = functions_of(config)
+    publishers = _instances(module, "google_pubsub_topic_iam_member", "publisher")
+    assert {g.get("role") for g in publishers.values()} == {"roles/pubsub.publisher"}
+    assert {(_topic_name_of(module, g.get("topic")), g.get("member")) for g in publishers.values()} == {
+        (topic, _sa(spec.identity)) for spec in specs for topic in spec.access.publishes
     }
-    results = _instances(module, "google_pubsub_topic_iam_member", "results_publisher")
-    assert {(_topic_name_of(module, g.get("topic")), g.get("member")) for g in results.values()} == {
-        (config.topics.results, _sa(f"deploy-{r.name}")) for r in config.regions
-    }
-    reports = _instances(module, "google_pubsub_topic_iam_member", "drift_reports_publisher")[None]
-    assert _topic_name_of(module, reports.get("topic")) == config.topics.drift_reports
-    assert reports.get("member") == _sa("drift")
-    for rtype in ("google_pubsub_topic_iam_member",):
-        for name in module.resources[rtype]:
-            for grant in _instances(module, rtype, name).values():
-                assert grant.get("role") == "roles/pubsub.publisher"
-
-
-def test_only_traffic_and_drift_read_the_cloudflare_token(example: tuple[Config, Module]) -> None:
-    _, module = example
-    readers = _instances(module, "google_secret_manager_secret_iam_member", "cloudflare_token_reader")
-    assert {g.get("member") for g in readers.values()} == {_sa("traffic"), _sa("drift")}
+    role = _instances(module, "google_project_iam_custom_role", "cluster_getter")[None]
+    assert role.get("permissions") == ["container.clusters.get"]
+    getters = set(_members(module, "google_project_iam_member", "cluster_getter").values())
+    assert getters == {_sa(spec.identity) for spec in specs if spec.access.clusters}
+    readers = _instances(module, "google_secret_manager_secret_iam_member", "secret_reader")
+    secret = module.resource("google_secret_manager_secret", "cloudflare_token").instances()[None]
     for grant in readers.values():
         assert grant.get("role") == "roles/secretmanager.secretAccessor"
         assert grant.get("secret_id") == Unknown("google_secret_manager_secret.cloudflare_token.id")
-
-
-def test_cluster_access_is_one_permission(example: tuple[Config, Module]) -> None:
-    config, module = example
-    role = _instances(module, "google_project_iam_custom_role", "cluster_getter")[None]
-    assert role.get("permissions") == ["container.clusters.get"]
-    members = set(_members(module, "google_project_iam_member", "cluster_getter").values())
-    assert members == {_sa(i) for i in ("waves", "traffic", "drift")} | {
-        _sa(f"deploy-{r.name}") for r in config.regions
+    assert {(secret.get("secret_id"), g.get("member")) for g in readers.values()} == {
+        (name, _sa(spec.identity)) for spec in specs for name in spec.access.secrets
     }
+
+
+def test_the_control_function_can_read_the_records_it_resolves_previous_from(
+    example: tuple[Config, Module],
+) -> None:
+    # `geodeploy rollback` (target: previous) reads every region's record as `control`.
+    config, module = example
+    getters = set(_members(module, "google_project_iam_member", "cluster_getter").values())
+    assert _sa("control") in getters
+    control = next(s for s in functions_of(config) if s.entry_point == "on_control")
+    assert set(control.access.clusters) == {r.name for r in config.regions}
+
+
+def test_only_the_first_wave_is_published_by_a_push(config_files: dict[str, Path]) -> None:
+    config = load_config(config_files["sandbox-waves"])
+    module = _module(config_files["sandbox-waves"])
+    assert len(config.waves) > 1
+    pushed = {
+        _topic_name_of(module, g.get("topic"))
+        for g in _instances(module, "google_pubsub_topic_iam_member", "publisher").values()
+        if g.get("member") == _sa("image_pushed")
+    }
+    assert pushed == {config.deploy_topic(r.name) for r in config.regions_in_wave(config.waves[0])}
 
 
 def test_project_level_roles_are_only_those_without_a_resource_level_grant(example: tuple[Config, Module]) -> None:

@@ -1,11 +1,13 @@
 """One-message rollback, rejected rollbacks, and drift checks that report hand edits with
-their field paths, heal them on request, and never count HPA scaling as drift."""
+their field paths, heal them on request (Cloudflare's through reconcile_traffic, its one
+writer), and never count HPA scaling as drift."""
 
 from __future__ import annotations
 
 import pytest
 
 from sandbox.driver import digest_for, wait_until
+from shared.topology import service_account_email
 
 pytestmark = pytest.mark.sandbox
 
@@ -102,7 +104,7 @@ def test_a_rollback_of_an_unknown_app_is_rejected_with_its_reason(sandbox, shop)
 
 
 def test_hand_edits_are_reported_with_their_paths_and_healed_but_hpa_scaling_is_not_drift(sandbox, shop):
-    _path, config = shop
+    path, config = shop
     image = _push(sandbox, config, "shop-drift", "v9.0.0")
     region = "us-west1"
     kubectl = lambda *args: sandbox.kubectl(config, region, "-n", "shop", *args)  # noqa: E731
@@ -143,10 +145,35 @@ def test_hand_edits_are_reported_with_their_paths_and_healed_but_hpa_scaling_is_
         "expected": "geodeploy us-west1",
         "live": "edited in the dashboard",
     } in report["cloudflare"]["differences"]
+    assert report["cloudflare"]["heal_requested"] is False
 
     healed = _check_drift(sandbox, config, apps=["shop"], heal=True)
 
-    assert _region_report(healed, region)["healed"] and healed["cloudflare"]["healed"]
+    assert _region_report(healed, region)["healed"] and healed["cloudflare"]["heal_requested"]
+    # Nothing rewrote the pool before this check read it: the tick's own reconcile only drains and restores.
+    assert [(d["object"], d["path"]) for d in healed["cloudflare"]["differences"]] == [
+        ("pool/shop-us-west1", "description")
+    ]
+    # Cloudflare has one writer: check_drift asks, reconcile_traffic rewrites the pool.
+    check = healed["trigger_event_id"]
+    [reconciled] = wait_until(
+        lambda: _logged(
+            sandbox, path, f"{config.name}-reconcile-traffic", event="traffic_reconciled", trigger_event_id=check
+        ),
+        60,
+        "reconcile_traffic's heal of Cloudflare",
+    )
+    assert "updated pool shop-us-west1: description" in reconciled["changes"]
+    wait_until(  # check_drift gets its own request too, and acks it without acting
+        lambda: _logged(
+            sandbox, path, f"{config.name}-check-drift", event="traffic_heal_request_ignored", trigger_event_id=check
+        ),
+        30,
+        "check_drift's ack of its own heal request",
+    )
+    assert not _logged(sandbox, path, f"{config.name}-check-drift", event="traffic_reconciled"), (
+        "check_drift wrote Cloudflare"
+    )
     sandbox.wait_for_image(config, [region], image)
     service = sandbox.get(config, region, "service", "shop", "shop")
     assert [p["port"] for p in service["spec"]["ports"]] == [80]
@@ -182,7 +209,7 @@ spec:
     resourceRules:
       - {apiGroups: [apps], apiVersions: [v1], operations: [UPDATE], resources: [deployments], resourceNames: [shop]}
   validations:
-    - expression: "request.userInfo.username != 'geodeploy' || (has(request.dryRun) && request.dryRun)"
+    - expression: "request.userInfo.username != '{user}' || (has(request.dryRun) && request.dryRun)"
       message: "change freeze: the shop Deployment may not be changed"
       reason: Forbidden
 ---
@@ -195,11 +222,16 @@ spec:
 """
 
 
+def _drift_user(config) -> str:
+    """The Kubernetes user check-drift is in the clusters: its service account's email."""
+    return service_account_email(config, "drift")
+
+
 def _freeze_in_effect(sandbox, config, region: str, probe: int) -> bool:
-    """Whether an update by geodeploy's user is denied now (policies take a moment to load)."""
+    """Whether an update by check-drift's user is denied now (policies take a moment to load)."""
     annotate = sandbox.sandbox.clusters.kubectl(
         config.region(region).cluster.name,
-        *("--as=geodeploy", "--as-group=system:masters", "-n", "shop", "annotate", "deployment", "shop"),
+        *(f"--as={_drift_user(config)}", "-n", "shop", "annotate", "deployment", "shop"),
         *(f"geodeploy-test/probe={probe}", "--overwrite"),
         check=False,
     )
@@ -212,7 +244,7 @@ def test_a_heal_the_api_server_refuses_is_reported_as_drift_with_the_refusal(san
     region = "asia-east1"
     sandbox.kubectl(config, region, "-n", "shop", "set", "image", "deployment/shop", f"app={_image(config, 'hot-fix')}")
     policy = tmp_path / "freeze.yaml"
-    policy.write_text(FREEZE)
+    policy.write_text(FREEZE.replace("{user}", _drift_user(config)))
     sandbox.kubectl(config, region, "apply", "-f", str(policy))
     try:
         probes = iter(range(1000))

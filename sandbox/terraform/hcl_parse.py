@@ -1,4 +1,4 @@
-"""Parsing for tests/infra/hcl_eval.py: python-hcl2 reads the .tf files; the expressions
+"""Parsing for sandbox/terraform/hcl_eval.py: python-hcl2 reads the .tf files; the expressions
 it hands back as text ("${...}" or a quoted template) are parsed here into small tuples.
 Only the subset of HCL that infra/ is written in is understood; anything else raises
 HclError naming the construct."""

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from tests.infra.hcl_parse import HclError, Node, is_meta, parse_expression, parse_tf, unquote
+from sandbox.terraform.hcl_parse import HclError, Node, is_meta, parse_expression, parse_tf, unquote
 
 __all__ = ["HclError", "Instance", "Module", "Resource", "Unknown", "parse_expression", "parse_tf"]
 
@@ -351,7 +351,7 @@ class Module:
                 if p.is_file() and "__pycache__" not in p.parts
             )
         if name not in _FUNCTIONS:
-            raise HclError(f"function {name}() is outside the supported subset (tests/infra/hcl_eval.py)")
+            raise HclError(f"function {name}() is outside the supported subset (sandbox/terraform/hcl_eval.py)")
         if any(isinstance(a, Unknown) for a in args):
             return Unknown(f"{name}(...)")
         return _FUNCTIONS[name](*args)

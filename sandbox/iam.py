@@ -1,0 +1,69 @@
+"""The IAM policy the sandbox's Google stand-in enforces: the grants infra/ would create
+for a config, evaluated from the Terraform itself (the evaluator the infra tests use),
+so a grant missing from infra/ is missing in the sandbox too.
+
+Only the grants the stand-in can check are collected: project-level roles (GKE's
+container.clusters.get through the cluster_getter custom role) and secret-level ones
+(Secret Manager). The Pub/Sub emulator has no IAM.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sandbox.terraform.hcl_eval import Module, Unknown
+
+__all__ = ["Grant", "iam_grants"]
+
+REPO = Path(__file__).resolve().parent.parent
+INFRA = REPO / "infra"
+# The predefined roles geodeploy grants whose permissions the stand-in checks.
+_PREDEFINED = {"roles/secretmanager.secretAccessor": ["secretmanager.versions.access"]}
+_SERVICE_ACCOUNT = re.compile(r'google_service_account\.role\["([^"]+)"\]\.member')
+_CUSTOM_ROLE = re.compile(r"google_project_iam_custom_role\.(\w+)\.id")
+_SECRET = re.compile(r"google_secret_manager_secret\.(\w+)\.id")
+
+
+@dataclass(frozen=True)
+class Grant:
+    member: str  # a service account's email
+    permission: str
+    resource: str  # projects/p, or projects/p/secrets/s: it covers what is under it
+
+    def as_json(self) -> dict[str, str]:
+        return {"member": self.member, "permission": self.permission, "resource": self.resource}
+
+
+def iam_grants(config_path: Path) -> list[Grant]:
+    module = Module(INFRA, {"config_path": str(Path(config_path).resolve())})
+    project = module.local("project")
+    accounts = module.local("service_accounts")
+
+    def email(member: Any) -> str | None:
+        m = _SERVICE_ACCOUNT.fullmatch(member.ref) if isinstance(member, Unknown) else None
+        return f"{accounts[m.group(1)]['account_id']}@{project}.iam.gserviceaccount.com" if m else None
+
+    def permissions(role: Any) -> list[str]:
+        if isinstance(role, Unknown) and (m := _CUSTOM_ROLE.fullmatch(role.ref)):
+            custom = module.resource("google_project_iam_custom_role", m.group(1)).instances()[None]
+            return list(custom.get("permissions"))
+        return _PREDEFINED.get(str(role), [])
+
+    grants: list[Grant] = []
+    for name in module.resources.get("google_project_iam_member", {}):
+        for grant in module.resource("google_project_iam_member", name).instances().values():
+            member = email(grant.get("member"))
+            if member:
+                grants += [Grant(member, p, f"projects/{project}") for p in permissions(grant.get("role"))]
+    for name in module.resources.get("google_secret_manager_secret_iam_member", {}):
+        for grant in module.resource("google_secret_manager_secret_iam_member", name).instances().values():
+            member, secret_ref = email(grant.get("member")), grant.get("secret_id")
+            m = _SECRET.fullmatch(secret_ref.ref) if isinstance(secret_ref, Unknown) else None
+            if member and m:
+                secret = module.resource("google_secret_manager_secret", m.group(1)).instances()[None]
+                resource = f"projects/{project}/secrets/{secret.get('secret_id')}"
+                grants += [Grant(member, p, resource) for p in permissions(grant.get("role"))]
+    return grants

@@ -1,0 +1,81 @@
+"""The Kubernetes RBAC rendered from the access table: namespace-scoped, by name, and
+only for the functions that connect to that region's cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.config import Config, load_config
+from shared.rbac import render_rbac
+from shared.topology import Names, functions_of, service_account_email
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "config").glob("*.yaml"))
+
+
+@pytest.fixture(params=CONFIGS, ids=lambda p: p.stem)
+def config(request: pytest.FixtureRequest) -> Config:
+    return load_config(request.param)
+
+
+def _bound_users(objects: list[dict]) -> set[str]:
+    return {s["name"] for o in objects if o["kind"].endswith("Binding") for s in o["subjects"]}
+
+
+def test_each_region_binds_its_own_deployer_and_the_central_readers_only(config: Config) -> None:
+    for region in config.regions:
+        users = _bound_users(render_rbac(config, region))
+        expected = {
+            service_account_email(config, spec.identity)
+            for spec in functions_of(config)
+            if region.name in spec.access.clusters and spec.access.kube
+        }
+        assert users == expected
+        assert service_account_email(config, f"deploy-{region.name}") in users
+        others = {service_account_email(config, f"deploy-{r.name}") for r in config.regions if r != region}
+        assert not users & others
+        assert service_account_email(config, "image_pushed") not in users  # it never connects
+
+
+def test_rules_are_limited_to_the_apps_objects(config: Config) -> None:
+    namespaces = {a.namespace for a in config.apps}
+    for region in config.regions:
+        objects = render_rbac(config, region)
+        for role in (o for o in objects if o["kind"] in ("Role", "ClusterRole")):
+            for rule in role["rules"]:
+                assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], rule
+                if rule["verbs"] == ["create"]:
+                    assert "resourceNames" not in rule  # RBAC cannot limit a create by name
+                else:
+                    assert rule["resourceNames"], rule
+            if role["kind"] == "ClusterRole":  # the one cluster-wide grant: the apps' Namespaces
+                [rule] = role["rules"]
+                assert rule["resources"] == ["namespaces"] and set(rule["resourceNames"]) == namespaces
+                assert set(rule["verbs"]) <= {"get", "patch"}
+            else:
+                assert role["metadata"]["namespace"] in namespaces
+        bindings = [o for o in objects if o["kind"] == "ClusterRoleBinding"]
+        assert all(b["roleRef"]["name"] in {o["metadata"]["name"] for o in objects} for b in bindings)
+
+
+def test_the_bundle_creates_the_namespaces_first(config: Config) -> None:
+    objects = render_rbac(config, config.regions[0])
+    kinds = [o["kind"] for o in objects]
+    assert kinds[: len(config.apps)] == ["Namespace"] * len(config.apps)
+    assert {o["metadata"]["name"] for o in objects[: len(config.apps)]} == {a.namespace for a in config.apps}
+
+
+def test_the_roles_carry_every_rule_of_the_access_table(config: Config) -> None:
+    region = config.regions[0]
+    objects = render_rbac(config, region)
+    app = config.apps[0]
+    for spec in functions_of(config):
+        if region.name not in spec.access.clusters:
+            continue
+        name = f"{config.name}-{spec.identity.replace('_', '-')}"
+        role = next(o for o in objects if o["kind"] == "Role" and o["metadata"] == {**o["metadata"], "name": name}
+                    and o["metadata"]["namespace"] == app.namespace)  # fmt: skip
+        rendered = {(r["apiGroups"][0], r["resources"][0], tuple(r["verbs"])) for r in role["rules"]}
+        wanted = {(r.api_group, r.resource, r.verbs) for r in spec.access.kube if r.names != Names.NAMESPACE}
+        assert rendered == wanted
