@@ -1,11 +1,16 @@
 """Results topic and drift topic: make Cloudflare's load balancer match the regions' health.
-Deployed with one instance and one request at a time, so reconciles never race.
+Deployed with one instance and one request at a time, so reconciles never race: this is
+the only function that writes Cloudflare.
 
-A reconcile reads the current state, so one that started after a deploy result was
-published already covers it: such a result is acked without another reconcile (logged
-`traffic_reconcile_coalesced`). A burst of N results then costs a few reconciles, not N
-(each reading every region). The start time is kept in the instance; a new instance
-simply reconciles again."""
+On the drift topic, the scheduled check request only drains and restores pools (hand
+edits are check_drift's to report first); check_drift's TrafficHealRequest, published
+once its own heals are done, gets a full reconcile that rewrites them.
+
+A full reconcile reads the current state, so one that started after a deploy result or
+a heal request was published already covers it: such a message is acked without another
+reconcile (logged `traffic_reconcile_coalesced`). A burst of N results then costs a few
+reconciles, not N (each reading every region). The start time is kept in the instance;
+a new instance simply reconciles again."""
 
 from __future__ import annotations
 
@@ -51,17 +56,23 @@ def cloudflare_client() -> CloudflareLB:
 
 
 def _handle(data: dict[str, Any], event: EventInfo, log: BoundLogger) -> None:
-    from shared.contracts import DriftCheckRequest, parse_message
+    from shared.contracts import TrafficHealRequest, parse_drift_topic_message
     from shared.flows.traffic import reconcile_traffic as reconcile
     from shared.settings import load_instance_config
 
     config = load_instance_config()
     pools_only = False
     if event.source.endswith(f"/topics/{config.topics.drift}"):
-        # The scheduled run always drains and restores; it rewrites hand-edited objects
-        # only when drift healing is on, so the drift check gets to report them first.
-        request = parse_message(DriftCheckRequest, data)
-        pools_only = not (config.drift.heal if request.heal is None else request.heal)
+        request = parse_drift_topic_message(data)
+        if isinstance(request, TrafficHealRequest):
+            # Published after check_drift's heals: a full reconcile started since then
+            # read the healed health too, so coalescing below cannot lose the heal.
+            log = log.bind(trigger_event_id=request.trigger_event_id)
+            log.info("traffic_heal_received", reasons=request.reasons)
+        else:
+            # The scheduled check: drain and restore only. Rewriting hand edits now could
+            # beat check_drift to them; it reports them, then asks for the heal.
+            pools_only = True
     global _last_full_reconcile_started
     covered_since = _last_full_reconcile_started
     if not pools_only and covered_since is not None and event.published_at < covered_since - COALESCE_MARGIN:

@@ -9,7 +9,7 @@ names the key (see docs/configuration.md for the reference).
 from __future__ import annotations
 
 import re
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -197,7 +197,9 @@ class App(_Model):
     name: DnsLabel
     # Artifact Registry repository path of the image, e.g. europe-docker.pkg.dev/p/repo/app
     repository: Annotated[str, Field(pattern=r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+$")]
-    # A regular expression the pushed tag must match in full.
+    # An RE2 regular expression the pushed tag must match in full. RE2 matches in linear
+    # time: tags are chosen by whoever can push, so a backtracking engine could be made
+    # to take forever on a pattern like `v([0-9]+\.?)+`.
     tag_filter: str = ".*"
     # Whether a push that carries no tag at all deploys; set false when tags must gate.
     deploy_untagged: bool = True
@@ -207,16 +209,30 @@ class App(_Model):
     @field_validator("tag_filter")
     @classmethod
     def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as e:
-            raise ValueError(f"not a valid regular expression: {e}") from None
+        _tag_pattern(value)
         return value
 
     def accepts_tag(self, tag: str | None) -> bool:
         if tag is None:
             return self.deploy_untagged
-        return re.fullmatch(self.tag_filter, tag) is not None
+        return _tag_pattern(self.tag_filter).fullmatch(tag) is not None
+
+
+@lru_cache(maxsize=64)
+def _tag_pattern(pattern: str) -> Any:
+    """The compiled RE2 pattern, once per process. re2 is imported here, not at module
+    import: loading a config that keeps the default filter does not import it."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # the error is ours to report, naming the key
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as e:
+        detail = e.args[0].decode(errors="replace") if e.args and isinstance(e.args[0], bytes) else str(e)
+        raise ValueError(
+            f"not a valid regular expression (RE2 syntax: no backreferences or lookaround): {detail}"
+        ) from None
 
 
 class Monitor(_Model):

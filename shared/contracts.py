@@ -15,7 +15,8 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -28,7 +29,10 @@ __all__ = [
     "DeployResult",
     "DriftCheckRequest",
     "ImageRef",
+    "TrafficHealReason",
+    "TrafficHealRequest",
     "decode_pubsub_data",
+    "parse_drift_topic_message",
     "parse_message",
 ]
 
@@ -37,6 +41,19 @@ _IMAGE_WITH_DIGEST = re.compile(rf"^(?P<repo>[a-z0-9.-]+(?::[0-9]+)?(?:/[a-z0-9.
 _IMAGE_WITH_TAG = re.compile(
     r"^(?P<repo>[a-z0-9.-]+(?::[0-9]+)?(?:/[a-z0-9._-]+)+):(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$"
 )
+
+# Bounds on the strings a message may carry. Each region's release record (a ConfigMap,
+# 1 MiB at most) keeps a request's strings, so a few huge ones must not be able to fill
+# it; a message past a bound is invalid like any other bad field (logged, acked).
+MAX_RELEASE_ID_LENGTH = 64
+MAX_NAME_LENGTH = 63  # app and region names are DNS labels
+MAX_EVENT_ID_LENGTH = 128  # Pub/Sub message ids are about 20 digits
+MAX_TAG_LENGTH = 128  # Docker's own limit on a tag
+MAX_REQUESTED_BY_LENGTH = 200
+MAX_IMAGE_REFERENCE_LENGTH = 512  # Docker bounds a repository name at 255
+MAX_REASON_LENGTH = 200
+MAX_RESULT_MESSAGE_LENGTH = 1000
+MAX_REGIONS_NAMED = 100  # far more than Google Cloud has
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -97,9 +114,9 @@ class _Lenient(BaseModel):
 class ArtifactRegistryNotification(_Lenient):
     """What Artifact Registry publishes on `gcr` (a digest, a tag, or both)."""
 
-    action: Literal["INSERT", "DELETE"] | str
-    digest: str | None = None
-    tag: str | None = None
+    action: str = Field(max_length=MAX_NAME_LENGTH)  # INSERT or DELETE
+    digest: str | None = Field(default=None, max_length=MAX_IMAGE_REFERENCE_LENGTH)
+    tag: str | None = Field(default=None, max_length=MAX_IMAGE_REFERENCE_LENGTH)
 
     def pinned_image(self) -> ImageRef | None:
         """The image this notification pins, or None when it carries no digest."""
@@ -109,6 +126,10 @@ class ArtifactRegistryNotification(_Lenient):
 
     def tag_name(self) -> str | None:
         return split_tag_reference(self.tag)[1] if self.tag else None
+
+    def tag_repository(self) -> str | None:
+        """The repository the tag reference names (it may differ from the digest's)."""
+        return split_tag_reference(self.tag)[0] if self.tag else None
 
 
 # --- per-region deploy requests and their results ---------------------------------------
@@ -120,9 +141,9 @@ class Trigger(_Message):
     """Why a release exists: the event that started it."""
 
     type: TriggerType
-    event_id: str = Field(min_length=1)
-    tag: str | None = None
-    requested_by: str | None = None
+    event_id: str = Field(min_length=1, max_length=MAX_EVENT_ID_LENGTH)
+    tag: str | None = Field(default=None, max_length=MAX_TAG_LENGTH)
+    requested_by: str | None = Field(default=None, max_length=MAX_REQUESTED_BY_LENGTH)
 
 
 class DeployRequest(_Message):
@@ -130,11 +151,11 @@ class DeployRequest(_Message):
 
     version: Literal[1] = 1
     kind: Literal["deploy", "rollback"] = "deploy"
-    release_id: str = Field(pattern=r"^[a-z0-9-]{8,64}$")
-    app: str
-    region: str
+    release_id: str = Field(pattern=rf"^[a-z0-9-]{{8,{MAX_RELEASE_ID_LENGTH}}}$")
+    app: str = Field(max_length=MAX_NAME_LENGTH)
+    region: str = Field(max_length=MAX_NAME_LENGTH)
     # deploy: the image to run. rollback: a pinned image, or None for "previous".
-    image: str | None = None
+    image: str | None = Field(default=None, max_length=MAX_IMAGE_REFERENCE_LENGTH)
     trigger: Trigger
     # When the triggering event was published; releases are ordered by it.
     issued_at: datetime
@@ -175,21 +196,21 @@ class DeployResult(_Message):
     """What a region reports after handling a DeployRequest, on the results topic."""
 
     version: Literal[1] = 1
-    release_id: str
-    app: str
-    region: str
+    release_id: str = Field(max_length=MAX_RELEASE_ID_LENGTH)
+    app: str = Field(max_length=MAX_NAME_LENGTH)
+    region: str = Field(max_length=MAX_NAME_LENGTH)
     kind: Literal["deploy", "rollback"]
     status: DeployStatus
-    reason: str = ""
-    message: str = ""
-    image: str | None = None
+    reason: str = Field(default="", max_length=MAX_REASON_LENGTH)
+    message: str = Field(default="", max_length=MAX_RESULT_MESSAGE_LENGTH)
+    image: str | None = Field(default=None, max_length=MAX_IMAGE_REFERENCE_LENGTH)
     trigger: Trigger
     issued_at: datetime
     wave: int = 1
     follow_waves: bool = True
-    manifest_hash: str | None = None
+    manifest_hash: str | None = Field(default=None, max_length=MAX_IMAGE_REFERENCE_LENGTH)
     # Set when an automatic rollback followed a failed rollout.
-    rolled_back_to: str | None = None
+    rolled_back_to: str | None = Field(default=None, max_length=MAX_IMAGE_REFERENCE_LENGTH)
     finished_at: datetime
 
 
@@ -205,11 +226,13 @@ class ControlMessage(_Message):
 
     version: Literal[1]
     action: Literal["rollback", "deploy"]
-    app: str = Field(min_length=1)
-    regions: list[str] | None = Field(default=None, min_length=1)
+    app: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    regions: list[Annotated[str, Field(max_length=MAX_NAME_LENGTH)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_REGIONS_NAMED
+    )
     # "previous", a bare "sha256:<hex>" (in the app's repository), or repository@sha256:<hex>
-    target: str = Field(min_length=1)
-    requested_by: str | None = Field(default=None, max_length=200)
+    target: str = Field(min_length=1, max_length=MAX_IMAGE_REFERENCE_LENGTH)
+    requested_by: str | None = Field(default=None, max_length=MAX_REQUESTED_BY_LENGTH)
 
 
 # --- drift topic -----------------------------------------------------------------------
@@ -222,6 +245,31 @@ class DriftCheckRequest(_Message):
     apps: list[str] | None = None
     regions: list[str] | None = None
     heal: bool | None = None  # None: the config's drift.heal decides
+
+
+class TrafficHealReason(StrEnum):
+    """Why check_drift asks reconcile_traffic to heal Cloudflare."""
+
+    CLUSTERS_HEALED = "clusters_healed"  # a region of the steered app was healed: its health may have changed
+    CLOUDFLARE_DRIFTED = "cloudflare_drifted"  # the monitor, a pool or the load balancer differs
+
+
+class TrafficHealRequest(_Message):
+    """Published by check_drift on the drift topic, once its heals are done, for
+    reconcile_traffic: the one function that writes Cloudflare. Its `kind` tells it from a
+    DriftCheckRequest, which has none; check_drift acks it without acting."""
+
+    version: Literal[1] = 1
+    kind: Literal["heal_traffic"] = "heal_traffic"
+    trigger_event_id: str = Field(min_length=1, max_length=MAX_EVENT_ID_LENGTH)  # the drift check that asked
+    reasons: list[TrafficHealReason] = Field(min_length=1, max_length=len(TrafficHealReason))
+
+
+def parse_drift_topic_message(data: dict[str, Any]) -> DriftCheckRequest | TrafficHealRequest:
+    """The drift topic carries both: a message with a `kind` is a heal request."""
+    if "kind" in data:
+        return parse_message(TrafficHealRequest, data)
+    return parse_message(DriftCheckRequest, data)
 
 
 # --- decoding --------------------------------------------------------------------------

@@ -15,12 +15,21 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
-from shared.contracts import DeployRequest, ImageRef, Trigger
+from shared.contracts import (
+    MAX_EVENT_ID_LENGTH,
+    MAX_REQUESTED_BY_LENGTH,
+    MAX_TAG_LENGTH,
+    DeployRequest,
+    ImageRef,
+    Trigger,
+)
 
 __all__ = [
+    "IMAGE_NOT_ALLOWED",
     "ISSUED_AT_ANNOTATION",
+    "MAX_RECORD_BYTES",
     "RELEASE_ANNOTATION",
     "Action",
     "Decision",
@@ -28,6 +37,7 @@ __all__ = [
     "ReleaseOrder",
     "ReleaseRecord",
     "decide",
+    "record_name",
     "release_order",
     "release_stamp",
     "resolve_previous",
@@ -39,6 +49,17 @@ ReleaseStatus = Literal["applying", "progressing", "succeeded", "failed", "super
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "superseded"})
 ROLLBACK_SUFFIX = "-rb"
 NEWER_RELEASE_CLAIMED = "newer_release_claimed"
+# A request names an image outside the app's repository: never applied, whatever its kind.
+IMAGE_NOT_ALLOWED = "image_not_allowed"
+
+# The most a release record may weigh, serialized. Kubernetes refuses a ConfigMap over
+# 1 MiB, and a refused record write stops every later release in the region; the oldest
+# entries go first when the record would grow past this (after rollout.history_limit).
+MAX_RECORD_BYTES = 256 * 1024
+# Records written before messages were bounded may hold longer trigger strings: they are
+# cut to the bounds on reading, so such a record stays readable (RecordUnreadable would
+# stop the region until an operator repaired it).
+_TRIGGER_BOUNDS = {"event_id": MAX_EVENT_ID_LENGTH, "tag": MAX_TAG_LENGTH, "requested_by": MAX_REQUESTED_BY_LENGTH}
 
 # Releases are ordered by when their triggering event was issued; the release id breaks
 # ties, so an automatic rollback (`<id>-rb`, same issued_at) orders after what it replaces.
@@ -69,6 +90,15 @@ class Release(BaseModel):
     # it too, so a request issued before it is older than this release.
     confirmed_by: str | None = None
     confirmed_at: datetime | None = None
+
+    @field_validator("trigger", mode="before")
+    @classmethod
+    def _fit_older_triggers(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {
+            k: v[: _TRIGGER_BOUNDS[k]] if k in _TRIGGER_BOUNDS and isinstance(v, str) else v for k, v in value.items()
+        }
 
     @property
     def order(self) -> ReleaseOrder:
@@ -112,10 +142,26 @@ class ReleaseRecord(BaseModel):
             for r in self.history
             if r.release_id != release.release_id
         )
-        return ReleaseRecord(history=((release, *rest))[:limit])
+        return ReleaseRecord(history=((release, *rest))[:limit]).within_size(keep=release.release_id)
 
     def updated(self, release: Release) -> ReleaseRecord:
-        return ReleaseRecord(history=tuple(release if r.release_id == release.release_id else r for r in self.history))
+        history = tuple(release if r.release_id == release.release_id else r for r in self.history)
+        return ReleaseRecord(history=history).within_size(keep=release.release_id)
+
+    def within_size(self, keep: str) -> ReleaseRecord:
+        """The record without its oldest entries (never the newest, nor `keep`) until it
+        serializes to at most MAX_RECORD_BYTES."""
+        history = list(self.history)
+        sizes = [len(r.model_dump_json().encode()) for r in history]
+        # The record's JSON is its entries, a comma between each two, and {"history":[]}.
+        total = sum(sizes) + len(sizes) + len('{"history":[]}')
+        for index in range(len(history) - 1, 0, -1):
+            if total <= MAX_RECORD_BYTES:
+                break
+            if history[index].release_id != keep:
+                total -= sizes[index] + 1
+                del history[index]
+        return self if len(history) == len(self.history) else ReleaseRecord(history=tuple(history))
 
     def last_good(self, excluding_image: str) -> Release | None:
         """The newest release that rolled out fine and runs a different image."""
@@ -175,19 +221,18 @@ def decide(
         return Decision(Action.RESUME, reason, active.image, active)
 
     image = request.image
-    if request.kind == "rollback":
-        if image is None:
-            previous = record.last_good(current.image) if current else None
-            if previous is None:
-                return Decision(Action.REJECT, "no_previous_release")
-            image = previous.image
-        elif not record.knows_image(image) and ImageRef.parse(image).repository != app_repository:
-            # Rollback may return to anything this region ran, or to the app's own
-            # repository; never to an arbitrary image someone typed.
-            return Decision(Action.REJECT, "image_not_allowed", image)
+    if request.kind == "rollback" and image is None:
+        previous = record.last_good(current.image) if current else None
+        if previous is None:
+            return Decision(Action.REJECT, "no_previous_release")
+        image = previous.image
 
     if image is None:  # the contract allows it only for rollbacks; never act on a guess
         return Decision(Action.REJECT, "no_image")
+    # Whoever may publish on a deploy topic can name any image: only the app's own
+    # repository runs (a deploy, a rollback, even one to an image the region ran before).
+    if ImageRef.parse(image).repository != app_repository:
+        return Decision(Action.REJECT, IMAGE_NOT_ALLOWED, image)
     # Checked before ordering: one digest pushed under several tags arrives as several
     # requests in any order, and all but the first are duplicates, not "older".
     if (
@@ -265,3 +310,8 @@ def stamped(obj: dict[str, Any], release: Release, live: dict[str, Any] | None) 
         pod_meta["annotations"] = {**(pod_meta.get("annotations") or {}), RELEASE_ANNOTATION: release.release_id}
         out["spec"] = {**obj["spec"], "template": {**template, "metadata": pod_meta}}
     return out
+
+
+def record_name(app_name: str) -> str:
+    """The ConfigMap that holds an app's release record in each region."""
+    return f"geodeploy-releases-{app_name}"

@@ -37,8 +37,14 @@ def _request(ctx: Context, regions: list[str] | None, heal: bool) -> int:
 
 
 def _check_here(ctx: Context, regions: list[str] | None, heal: bool) -> int:
+    from shared.contracts import TrafficHealReason, TrafficHealRequest
     from shared.flows.drift import check_drift
     from shared.logs import get_logger
+
+    def request_traffic_heal(reasons: list[TrafficHealReason]) -> None:
+        # reconcile-traffic is Cloudflare's one writer: the CLI asks it, as check-drift does.
+        request = TrafficHealRequest(trigger_event_id=f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}", reasons=reasons)
+        ctx.publisher.publish(ctx.config.topics.drift, request.to_bytes())
 
     report = check_drift(
         ctx.config,
@@ -49,10 +55,11 @@ def _check_here(ctx: Context, regions: list[str] | None, heal: bool) -> int:
         log=get_logger("cli", command="drift"),
         apps=[ctx.app.name],
         regions=regions,
+        request_traffic_heal=request_traffic_heal,
     )
     _print_report(ctx, report)
     unhealed = [r.region for r in report.regions if r.status == "drifted" and not r.healed]
-    if report.cloudflare and not report.cloudflare_healed:
+    if report.cloudflare and not report.traffic_heal_requested:
         unhealed.append("cloudflare")
     if unhealed:
         hint = "see why above" if heal else "heal it with --heal"
@@ -70,7 +77,7 @@ def _print_report(ctx: Context, report: DriftReport) -> None:
             rows.append([r.region, status, d["object"], d["path"], compact(d["expected"]), compact(d["live"])])
     if ctx.steered:
         cf_status = "drifted" if report.cloudflare else "in_sync"
-        cf_status += " (healed)" if report.cloudflare_healed else ""
+        cf_status += " (heal requested from reconcile-traffic)" if report.traffic_heal_requested else ""
         if not report.cloudflare:
             rows.append(["cloudflare", cf_status, None, None, None, None])
         for d in report.cloudflare:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from shared import releases
 from shared.adapters.kube import KubeClient
 from shared.config import App
 from shared.errors import RecordUnreadable
@@ -19,7 +20,7 @@ RECORD_KEY = "releases.json"
 
 
 def record_name(app: App) -> str:
-    return f"geodeploy-releases-{app.name}"
+    return releases.record_name(app.name)
 
 
 class ReleaseStore:

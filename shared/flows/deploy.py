@@ -17,13 +17,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.adapters.kube import KubeClient, KubeConflict
 from shared.adapters.release_store import ReleaseStore
 from shared.config import App, Config, Region
-from shared.contracts import DeployRequest, DeployResult, DeployStatus, ImageRef, Trigger
+from shared.contracts import (
+    MAX_REASON_LENGTH,
+    MAX_RESULT_MESSAGE_LENGTH,
+    DeployRequest,
+    DeployResult,
+    DeployStatus,
+    ImageRef,
+    Trigger,
+)
 from shared.errors import NotYet, PermanentError, TransientError
 from shared.logs import BoundLogger
 from shared.releases import (
@@ -45,6 +53,12 @@ INITIAL_SCALE_MANAGER_SUFFIX = "-initial-scale"
 # Reasons this flow reports (the rollout's own reasons come from shared.rollout).
 NEWER_RELEASE_APPLIED = "newer_release_applied"
 NO_EARLIER_GOOD_RELEASE = "no_earlier_good_release"
+WRONG_REGION = "wrong_region"
+ISSUED_IN_THE_FUTURE = "issued_in_the_future"
+# How far ahead of this function's clock a request's issued_at may be (clock skew between
+# publishers). Releases are ordered by issued_at: one dated far ahead would make every
+# later push `superseded` until that date.
+MAX_ISSUED_AHEAD = timedelta(minutes=5)
 _DECIDE_ATTEMPTS = 8  # re-reads after a conflicting record write, before redelivery
 _APPLY_ATTEMPTS = 8  # re-reads after the Deployment moved under a guarded apply
 _REAPPLY_LIMIT = 3  # a release put back after an older apply or a hand edit replaced it
@@ -84,8 +98,14 @@ class RegionDeployer:
 
     def _handle(self, request: DeployRequest) -> DeployResult | None:
         if request.region != self.region.name:
-            raise PermanentError("wrong_region", f"request for {request.region} reached {self.region.name}")
+            raise PermanentError(WRONG_REGION, f"request for {request.region} reached {self.region.name}")
         app = self.config.known_app(request.app)
+        now = self.now()
+        if request.issued_at > now + MAX_ISSUED_AHEAD:
+            raise PermanentError(
+                ISSUED_IN_THE_FUTURE,
+                f"issued_at {request.issued_at.isoformat()} is more than {MAX_ISSUED_AHEAD} after {now.isoformat()}",
+            )
         deadline = self.monotonic() + self.config.rollout.call_budget_seconds
         log = self.log.bind(app=app.name, release=request.release_id, kind=request.kind)
         store = ReleaseStore(self.kube, app)
@@ -417,14 +437,19 @@ class _Run:
         return result
 
 
-def _result(request: DeployRequest, now: datetime, status: DeployStatus, reason: str, **fields: Any) -> DeployResult:
+def _result(
+    request: DeployRequest, now: datetime, status: DeployStatus, reason: str, *, message: str = "", **fields: Any
+) -> DeployResult:
+    # Cut to the contract's bounds: a long detail (an API server's message) must never
+    # make the result itself invalid, and so unpublishable.
     return DeployResult(
         release_id=request.release_id,
         app=request.app,
         region=request.region,
         kind=request.kind,
         status=status,
-        reason=reason,
+        reason=reason[:MAX_REASON_LENGTH],
+        message=message[:MAX_RESULT_MESSAGE_LENGTH],
         trigger=request.trigger,
         issued_at=request.issued_at,
         wave=request.wave,

@@ -3,8 +3,14 @@ Cloudflare; report every difference; heal when asked.
 
     for each app and region: read the release record → render that release → for each
     object: live read + server-side-apply dry run → differences → (heal: repair lists,
-    apply) ; then Cloudflare: desired objects vs live → (heal: reconcile traffic)
-    → publish one report
+    apply) ; then Cloudflare: desired objects vs live (reads only) → (heal: ask
+    reconcile_traffic to heal it) → publish one report
+
+Cloudflare is only read here: reconcile_traffic is its one writer (one instance, one
+request at a time), so a heal never races a drain decided on other health. With healing
+on, when a region of the steered app was healed or Cloudflare drifted, the check asks
+reconcile_traffic for a reconcile (a TrafficHealRequest) after its own heals, so that
+reconcile reads the healed health.
 
 A region that cannot be reached is reported as unreachable, not as drifted; a region
 whose release record cannot be read (a hand edit) as unreadable, with the reason; a region
@@ -20,16 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
-from shared.adapters.cloudflare_lb import CloudflareLB
 from shared.adapters.kube import KubeClient, KubeConflict, KubeRejected
 from shared.adapters.release_store import ReleaseStore
 from shared.config import App, Config, Region
-from shared.contracts import ImageRef
+from shared.contracts import ImageRef, TrafficHealReason
 from shared.drift import Difference, compare_object, list_repairs
 from shared.errors import ClusterUnreachable, PermanentError, RecordUnreadable
-from shared.flows.traffic import find_oldest, reconcile_traffic
+from shared.flows.traffic import find_oldest
 from shared.logs import BoundLogger
 from shared.releases import Release, stamp_order, stamped
 from shared.rendering import object_key, render_release
@@ -41,9 +46,17 @@ from shared.traffic import (
     monitor_description,
 )
 
-__all__ = ["DriftReport", "RegionStatus", "check_drift"]
+__all__ = ["CloudflareReader", "DriftReport", "RegionStatus", "check_drift"]
 
 Object = dict[str, Any]
+
+
+class CloudflareReader(Protocol):
+    """What the check may do to Cloudflare: read. (CloudflareLB is one.)"""
+
+    def list_monitors(self) -> list[Object]: ...
+    def list_pools(self) -> list[Object]: ...
+    def list_load_balancers(self) -> list[Object]: ...
 
 
 class RegionStatus(StrEnum):
@@ -81,7 +94,8 @@ class DriftReport:
     heal: bool
     regions: list[RegionDrift]
     cloudflare: list[Object] = field(default_factory=list)
-    cloudflare_healed: bool = False
+    # Why reconcile_traffic was asked to heal Cloudflare; empty: it was not asked.
+    traffic_heal_requested: list[TrafficHealReason] = field(default_factory=list)
 
     @property
     def drifted(self) -> bool:
@@ -94,7 +108,7 @@ class DriftReport:
             "heal": self.heal,
             "drifted": self.drifted,
             "regions": [r.__dict__ for r in self.regions],
-            "cloudflare": {"differences": self.cloudflare, "healed": self.cloudflare_healed},
+            "cloudflare": {"differences": self.cloudflare, "heal_requested": bool(self.traffic_heal_requested)},
         }
 
 
@@ -102,13 +116,16 @@ def check_drift(
     config: Config,
     *,
     connect: Callable[[Region], KubeClient],
-    cloudflare: CloudflareLB | None,
+    cloudflare: CloudflareReader | None,
     heal: bool,
     now: datetime,
     log: BoundLogger,
     apps: list[str] | None = None,
     regions: list[str] | None = None,
+    request_traffic_heal: Callable[[list[TrafficHealReason]], None] | None = None,
 ) -> DriftReport:
+    """`request_traffic_heal` asks reconcile_traffic to heal Cloudflare (publishes a
+    TrafficHealRequest); without it, nothing is asked and Cloudflare drift stays reported."""
     report = DriftReport(checked_at=now, heal=heal, regions=[])
     for app in config.apps:
         if apps and app.name not in apps:
@@ -130,17 +147,34 @@ def check_drift(
         report.cloudflare = _cloudflare_differences(config, cloudflare)
         for d in report.cloudflare:
             log.warning("drift_detected", system="cloudflare", **d)
-        if heal and report.cloudflare:
-            reconcile_traffic(config, connect=connect, cloudflare=cloudflare, log=log)
-            report.cloudflare_healed = True
+    reasons = _traffic_heal_reasons(config, report)
+    if reasons and request_traffic_heal is not None:
+        # Last, after every cluster heal: the reconcile it asks for must see the healed health.
+        request_traffic_heal(reasons)
+        report.traffic_heal_requested = reasons
+        log.info("traffic_heal_requested", reasons=reasons)
     log.info(
         "drift_checked",
         drifted=report.drifted,
         heal=heal,
         regions={f"{r.app}/{r.region}": r.status for r in report.regions},
         cloudflare_differences=len(report.cloudflare),
+        traffic_heal_requested=bool(report.traffic_heal_requested),
     )
     return report
+
+
+def _traffic_heal_reasons(config: Config, report: DriftReport) -> list[TrafficHealReason]:
+    """Why reconcile_traffic should heal Cloudflare after this check (empty: no need)."""
+    if not report.heal:
+        return []
+    reasons = []
+    # A heal attempt may have changed a steered region's health, even one that failed half-way.
+    if any(r.app == config.cloudflare.app and r.status is RegionStatus.DRIFTED for r in report.regions):
+        reasons.append(TrafficHealReason.CLUSTERS_HEALED)
+    if report.cloudflare:
+        reasons.append(TrafficHealReason.CLOUDFLARE_DRIFTED)
+    return reasons
 
 
 def _check_region(
@@ -252,7 +286,7 @@ def _heal(kube: KubeClient, desired: Object, differences: list[Difference], rele
     kube.apply(stamped(desired, release, live) if desired["kind"] == "Deployment" else desired)
 
 
-def _cloudflare_differences(config: Config, cloudflare: CloudflareLB) -> list[Object]:
+def _cloudflare_differences(config: Config, cloudflare: CloudflareReader) -> list[Object]:
     found: list[Object] = []
     description = monitor_description(config)
     # Looked up as reconcile_traffic does, so both mean the same object when twins exist.

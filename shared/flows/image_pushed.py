@@ -15,6 +15,14 @@ from shared.planning import plan_region_requests
 
 __all__ = ["IgnoredPush", "handle_image_pushed"]
 
+# Why a push deploys nothing (IgnoredPush.reason, logged as `push_ignored`).
+NOT_AN_INSERT = "not_an_insert"
+UNPARSEABLE_REFERENCE = "unparseable_reference"
+NO_DIGEST = "no_digest"
+TAG_OF_ANOTHER_REPOSITORY = "tag_of_another_repository"
+UNKNOWN_REPOSITORY = "unknown_repository"
+TAG_FILTERED = "tag_filtered"
+
 
 @dataclass(frozen=True)
 class IgnoredPush:
@@ -53,20 +61,27 @@ def plan_push(
 ) -> list[DeployRequest] | IgnoredPush:
     """Pure: the requests a notification leads to, or why it leads to none."""
     if notification.action != "INSERT":
-        return IgnoredPush("not_an_insert", f"action {notification.action}")
+        return IgnoredPush(NOT_AN_INSERT, f"action {notification.action}")
     try:
         image = notification.pinned_image()
         tag = notification.tag_name()
+        tag_repository = notification.tag_repository()
     except ValueError as e:
-        return IgnoredPush("unparseable_reference", str(e))
+        return IgnoredPush(UNPARSEABLE_REFERENCE, str(e))
     if image is None:
-        return IgnoredPush("no_digest", "a tag-only notification cannot be pinned to a digest")
+        return IgnoredPush(NO_DIGEST, "a tag-only notification cannot be pinned to a digest")
+    if tag_repository is not None and tag_repository != image.repository:
+        # The tag is what the filter gates on: a tag of another repository must not let
+        # this repository's digest through.
+        return IgnoredPush(
+            TAG_OF_ANOTHER_REPOSITORY, f"tag {notification.tag} is not in the digest's repository {image.repository}"
+        )
     app = config.app_for_repository(image.repository)
     if app is None:
-        return IgnoredPush("unknown_repository", f"no app deploys {image.repository}")
+        return IgnoredPush(UNKNOWN_REPOSITORY, f"no app deploys {image.repository}")
     if not app.accepts_tag(tag):
         why = f"tag {tag!r} does not match the filter {app.tag_filter}" if tag else "untagged pushes are not deployed"
-        return IgnoredPush("tag_filtered", why)
+        return IgnoredPush(TAG_FILTERED, why)
     trigger = Trigger(type="push", event_id=event_id, tag=tag)
     return plan_region_requests(
         config,

@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from shared.config import Config
-from shared.contracts import ControlMessage, DeployRequest, DeployResult, DriftCheckRequest
+from shared.contracts import ControlMessage, DeployRequest, DeployResult, DriftCheckRequest, TrafficHealRequest
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -35,7 +35,7 @@ def test_every_config_key_is_in_the_configuration_reference(key):
     assert f"`{key}`" in doc or f"`{leaf}`" in doc or f"`{leaf}." in doc, f"{key} is not documented"
 
 
-@pytest.mark.parametrize("model", [ControlMessage, DeployRequest, DeployResult, DriftCheckRequest])
+@pytest.mark.parametrize("model", [ControlMessage, DeployRequest, DeployResult, DriftCheckRequest, TrafficHealRequest])
 def test_every_message_field_is_in_the_message_reference(model):
     doc = (REPO / "docs" / "messages.md").read_text()
     missing = [name for name in model.model_fields if f"`{name}`" not in doc and f'"{name}"' not in doc]
