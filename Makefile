@@ -21,9 +21,11 @@ venv: $(VENV)/.installed
 binaries:
 	sandbox/controlplane/build.sh >/dev/null
 
-# checkov, in a virtualenv of its own (its pins clash with ours).
-tools:
+# checkov, in a virtualenv of its own (its pins clash with ours), and the Google provider
+# schema tests/infra checks infra/ against (built once from PyPI into ~/.cache/geodeploy).
+tools: venv
 	scripts/install-checkov.sh >/dev/null
+	$(PY) scripts/provider_schema.py >/dev/null
 
 lint: venv
 	$(VENV)/bin/ruff check .

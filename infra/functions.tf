@@ -63,6 +63,53 @@ resource "google_storage_bucket_object" "source" {
   source = data.archive_file.source.output_path
 }
 
+# The functions' images go to a repository of geodeploy's own in each function location,
+# not to the gcf-artifacts repository Cloud Functions would create on the first deploy: a
+# repository Terraform creates exists before the build needs it, so the build identity can
+# be granted push on exactly these (iam.tf) instead of on every repository in the project,
+# the apps' included, where a push is a deploy.
+locals {
+  functions_repository_id = "${local.name}-functions"
+  function_locations      = distinct([for f in values(local.functions) : f.location])
+}
+
+resource "google_artifact_registry_repository" "functions" {
+  for_each = toset(local.function_locations)
+  # checkov:skip=CKV_GCP_84:holds only the functions' images, built from the source archive above (no secrets in it); Google-managed encryption suffices
+
+  location      = each.key
+  repository_id = local.functions_repository_id
+  format        = "DOCKER"
+  description   = "${local.name}: the Cloud Functions' images (written only by the build identity)"
+  labels        = local.labels
+
+  # Each deploy adds an image per function. Keep each function's 5 newest (the serving one
+  # among them); delete older ones after 30 days.
+  cleanup_policy_dry_run = false
+  cleanup_policies {
+    id     = "keep-newest"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = 5
+    }
+  }
+  cleanup_policies {
+    id     = "delete-old"
+    action = "DELETE"
+    condition {
+      older_than = "2592000s"
+    }
+  }
+
+  lifecycle {
+    # The build may push here; that must never be an app's repository.
+    precondition {
+      condition     = !contains(local.app_repository_paths, "${each.key}-docker.pkg.dev/${local.project}/${local.functions_repository_id}")
+      error_message = "An app's repository is named ${local.functions_repository_id} in ${each.key}: the functions' builds would push into it. Rename the app's repository or set the config's name."
+    }
+  }
+}
+
 resource "google_cloudfunctions2_function" "fn" {
   for_each = local.functions
 
@@ -75,6 +122,8 @@ resource "google_cloudfunctions2_function" "fn" {
     runtime         = "python311"
     entry_point     = each.value.entry_point
     service_account = google_service_account.role["build"].id
+    # projects/<project>/locations/<location>/repositories/<name>-functions
+    docker_repository = google_artifact_registry_repository.functions[each.value.location].id
     source {
       storage_source {
         bucket = google_storage_bucket.source.name
@@ -102,5 +151,5 @@ resource "google_cloudfunctions2_function" "fn" {
     )
   }
 
-  depends_on = [google_project_iam_member.build]
+  depends_on = [google_project_iam_member.build, google_artifact_registry_repository_iam_member.build_push]
 }

@@ -94,17 +94,29 @@ resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
 }
 
 # --- Building the functions -------------------------------------------------------------
-# The build writes logs, pushes the function images to the gcf-artifacts repository that
-# Cloud Functions creates per region, and reads the source that Cloud Functions copies
-# into its own gcf-v2-sources bucket: neither exists before the first deploy, so these
-# are the project-level roles Google documents for a custom build service account.
+# The build writes logs, reads the source that Cloud Functions copies into its own
+# gcf-v2-sources bucket (created on the first deploy, so only a project-level grant can
+# name it beforehand), and pushes the function images. Push is granted only on the
+# functions' own repositories (functions.tf), never project-wide: a project-level
+# artifactregistry.writer would let a build push into the apps' repositories, and a push
+# there is a deploy to every region.
 
 resource "google_project_iam_member" "build" {
-  for_each = toset(["roles/logging.logWriter", "roles/artifactregistry.writer", "roles/storage.objectViewer"])
+  for_each = toset(["roles/logging.logWriter", "roles/storage.objectViewer"])
 
   project = local.project
   role    = each.value
   member  = google_service_account.role["build"].member
+}
+
+resource "google_artifact_registry_repository_iam_member" "build_push" {
+  for_each = google_artifact_registry_repository.functions
+
+  project    = local.project
+  location   = each.value.location
+  repository = each.value.repository_id
+  role       = "roles/artifactregistry.writer"
+  member     = google_service_account.role["build"].member
 }
 
 # --- GKE nodes ---------------------------------------------------------------------------

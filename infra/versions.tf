@@ -2,9 +2,11 @@ terraform {
   required_version = ">= 1.5.0"
 
   required_providers {
+    # The release line tests/infra checks infra/ against (scripts/provider_schema.py):
+    # 6.50 or a later 6.x, which only adds to that schema.
     google = {
       source  = "hashicorp/google"
-      version = "~> 6.0"
+      version = "~> 6.50"
     }
     archive = {
       source  = "hashicorp/archive"

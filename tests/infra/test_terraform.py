@@ -45,7 +45,7 @@ INSTALL_CHECKOV = REPO / "scripts" / "install-checkov.sh"
 
 EXPECTED_FILES = {
     "versions.tf", "variables.tf", "locals.tf", "outputs.tf",
-    "clusters.tf", "pubsub.tf", "functions.tf", "iam.tf", "scheduler.tf", "secrets.tf",
+    "clusters.tf", "pubsub.tf", "functions.tf", "iam.tf", "scheduler.tf", "secrets.tf", "binauthz.tf",
 }  # fmt: skip
 
 
@@ -616,7 +616,7 @@ def test_project_level_roles_are_only_those_without_a_resource_level_grant(examp
     _, module = example
     allowed = {
         "roles/logging.logWriter", "roles/monitoring.metricWriter", "roles/monitoring.viewer",
-        "roles/stackdriver.resourceMetadata.writer", "roles/artifactregistry.writer", "roles/storage.objectViewer",
+        "roles/stackdriver.resourceMetadata.writer", "roles/storage.objectViewer",
     }  # fmt: skip
     for name in module.resources["google_project_iam_member"]:
         for grant in _instances(module, "google_project_iam_member", name).values():
