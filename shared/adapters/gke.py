@@ -69,7 +69,7 @@ class ClusterConnector:
             cluster = self._container_client().get_cluster(name=name, timeout=20)
         except gexc.NotFound:
             raise PermanentError("cluster_not_found", name) from None
-        except gexc.PermissionDenied as e:
+        except (gexc.Forbidden, gexc.PermissionDenied) as e:  # over REST a 403 is Forbidden
             raise PermissionMissing(f"GKE API: get_cluster {name}: {e.message}") from None
         except (gexc.GoogleAPICallError, gexc.RetryError, OSError) as e:
             raise ClusterUnreachable(f"GKE API: get_cluster {name}: {type(e).__name__}") from e

@@ -56,7 +56,7 @@ class SecretReader:
             response = self._client.access_secret_version(name=name, timeout=20)
         except gexc.NotFound:
             raise SecretUnavailable(name, "NotFound: create the secret, or add or enable a version") from None
-        except gexc.PermissionDenied:
+        except (gexc.Forbidden, gexc.PermissionDenied):  # over REST a 403 is Forbidden
             raise SecretUnavailable(
                 name, "PermissionDenied: grant the function's service account roles/secretmanager.secretAccessor"
             ) from None
