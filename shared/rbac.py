@@ -17,7 +17,7 @@ from typing import Any
 from shared.config import App, Config, Region
 from shared.releases import record_name
 from shared.rendering import MANAGED_BY, render_namespace
-from shared.topology import FunctionSpec, KubeRule, Names, functions_of, service_account_email
+from shared.topology import KubeRule, Names, functions_of, service_account_email
 
 __all__ = ["render_rbac"]
 
@@ -46,11 +46,6 @@ def render_rbac(config: Config, region: Region) -> list[Object]:
             objects.append({"apiVersion": RBAC_API, "kind": "ClusterRole", "metadata": meta, "rules": rules})
             objects.append(_binding("ClusterRoleBinding", meta, "ClusterRole", user))
     return objects
-
-
-def identities_in(config: Config, region: Region) -> list[FunctionSpec]:
-    """The functions that connect to `region`'s cluster."""
-    return [spec for spec in functions_of(config) if region.name in spec.access.clusters]
 
 
 def _rules(rules: list[KubeRule], app: App) -> list[Object]:

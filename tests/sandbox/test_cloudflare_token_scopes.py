@@ -8,11 +8,6 @@ gets what Cloudflare answers: HTTP 403 with error 10000 "Authentication error".
 from __future__ import annotations
 
 import json
-import os
-import re
-import select
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +18,7 @@ from cloudflare import Cloudflare
 
 from sandbox.standins._http import StandinControlError
 from sandbox.standins.cloudflare import CloudflareStandin, CloudflareStandinControl, Policy
+from tests.sandbox.test_standins import _start_process, _stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT_A = "0123456789abcdef0123456789abcdef"
@@ -288,43 +284,15 @@ def test_wildcard_resources_cover_every_account_and_zone() -> None:
 # ---- process mode: --token-policies-file ----
 
 
-def _start_process(*args: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.standins.cloudflare", "--host", "127.0.0.1", "--port", "0", *args],
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], 15)
-    line = proc.stdout.readline() if ready else ""
-    found = re.fullmatch(r"listening on (http://127\.0\.0\.1:\d+)\n", line)
-    if found is None:
-        _stop_process(proc)
-        pytest.fail(f"the Cloudflare stand-in did not report listening: {line!r}")
-    return proc, found.group(1)
-
-
-def _stop_process(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-    if proc.stdout is not None:
-        proc.stdout.close()
-
-
 def test_token_policies_file_configures_several_tokens(tmp_path: Path) -> None:
     policies = {token: [p.to_json() for p in grants] for token, grants in TOKENS.items()}
     policies_file = tmp_path / "token-policies.json"
     policies_file.write_text(json.dumps(policies))
     token_file = tmp_path / "token"
     token_file.write_text(ADMIN + "\n")
-    proc, url = _start_process("--token-policies-file", str(policies_file), "--token-file", str(token_file))
+    proc, url = _start_process(
+        "sandbox.standins.cloudflare", "--token-policies-file", str(policies_file), "--token-file", str(token_file)
+    )
     try:
         base_url = f"{url}/client/v4"
         admin, pools_only, reader = (
