@@ -5,6 +5,8 @@ clear permission error, never an unreachable cluster, and the event is retried."
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from sandbox.driver import digest_for, wait_until
@@ -66,6 +68,9 @@ def test_a_missing_grant_is_a_permission_error_retried_until_the_last_attempt(sa
 
     stack.google.set_grant(member, *grant, granted=False)
     try:
+        # A live instance keeps the cluster endpoint it already fetched (as in production,
+        # where a revoked grant shows on the next cold start): start a fresh one.
+        sandbox.restart_function(path, function)
         sandbox.push_image(config, image.split("@")[1], tag="v20.0.0")
         sandbox.wait_for_image(config, others, image)  # the regions whose deployer may connect
         wait_until(lambda: len(failures()) >= MAX_DELIVERY_ATTEMPTS, 180, f"{MAX_DELIVERY_ATTEMPTS} attempts")
@@ -82,3 +87,37 @@ def test_a_missing_grant_is_a_permission_error_retried_until_the_last_attempt(sa
         )
         assert '"container.clusters.get"' in failure["detail"] and "clusters/" in failure["detail"]
     assert sandbox.running_image(config, REGION) != image
+
+
+def test_a_missing_role_binding_is_a_permission_error_and_the_deploy_lands_once_it_is_back(sandbox, shop):
+    """Kubernetes authorizes every request, so a binding taken away refuses the very next
+    call of a live instance; once it is back, the redelivered request deploys."""
+    path, config = shop
+    binding = f"{config.name}-deploy-{REGION}"
+    function = f"{config.name}-deploy-{REGION}"
+    image = f"{config.apps[0].repository}@{digest_for('shop-rbac-missing')}"
+    saved = json.loads(sandbox.kubectl(config, REGION, "-n", "shop", "get", "rolebinding", binding, "-o", "json"))
+    mark = len(sandbox.log_events(path, function))
+
+    def refusals() -> list[dict]:
+        since = sandbox.log_events(path, function)[mark:]
+        return [e for e in since if e.get("message") == "transient_failure" and e.get("reason") == "permission_denied"]
+
+    sandbox.kubectl(config, REGION, "-n", "shop", "delete", "rolebinding", binding)
+    record = "configmaps/geodeploy-releases-shop"
+    wait_until(
+        lambda: not _kube_user_can(sandbox, config, f"deploy-{REGION}", "get", record, "shop"),
+        30,
+        "the binding's removal to take effect",
+    )
+    try:
+        sandbox.push_image(config, image.split("@")[1], tag="v21.0.0")
+        found = wait_until(lambda: refusals()[:2] if len(refusals()) >= 2 else [], 90, "two refused deliveries")
+    finally:
+        for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+            saved["metadata"].pop(key, None)
+        cluster = config.region(REGION).cluster.name
+        sandbox.sandbox.clusters.kubectl(cluster, "apply", "--server-side", "-f", "-", stdin=json.dumps(saved))
+    assert {e["error"] for e in found} == {"PermissionMissing"}
+    assert f'User "{service_account_email(config, f"deploy-{REGION}")}" cannot' in found[0]["detail"]
+    sandbox.wait_for_image(config, [REGION], image, timeout=120)
