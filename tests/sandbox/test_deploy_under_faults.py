@@ -202,14 +202,18 @@ def test_a_wave_advances_even_if_its_region_could_not_be_read_when_the_last_resu
     # This release's own write of its success (the record's plain keys name it), no other.
     # Its release id is known only once pushed: the region's record reads wait 3 s until
     # that hold is in place, so a quick deploy cannot write its success before it.
-    slow_reads = sandbox.add_fault(config, "europe-west1", "delay", seconds=3, method="GET", path=record_path(config))
+    # Every reader's (times=None): reconcile_traffic reads the same record, and a one-shot
+    # rule may be spent on its read instead of the deployer's.
+    slow_reads = sandbox.add_fault(
+        config, "europe-west1", "delay", seconds=3, method="GET", path=record_path(config), times=None
+    )
     event_id = sandbox.push_image(config, digest, tag="v1.1.0")
     release_id = release_id_for("catalog", ImageRef.parse(image), event_id)
     success = f'"image": "{image}", "release": "{release_id}", "status": "succeeded"'
     sandbox.add_fault(config, "europe-west1", "hold", method="PUT", path=record_path(config), body=success, times=1)
     faults.remove_rule(slow_reads)
     held = sandbox.wait_for_held(config, "europe-west1", "PUT", record_path(config), timeout=60)
-    sandbox.add_fault(config, "europe-west1", "refuse", status=503, method="GET", path=record_path(config))
+    sandbox.add_fault(config, "europe-west1", "refuse", status=503, method="GET", path=record_path(config), times=None)
     sandbox.release(held["id"])
     # The result arrives while the region cannot be read: it must come back, not be acked.
     wait_until(
