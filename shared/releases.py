@@ -163,9 +163,20 @@ class ReleaseRecord(BaseModel):
                 del history[index]
         return self if len(history) == len(self.history) else ReleaseRecord(history=tuple(history))
 
-    def last_good(self, excluding_image: str) -> Release | None:
-        """The newest release that rolled out fine and runs a different image."""
-        return next((r for r in self.history if r.status == "succeeded" and r.image != excluding_image), None)
+    def last_good(self, excluding_image: str, repository: str) -> Release | None:
+        """The newest release that rolled out fine and runs a different image of
+        `repository`: a rollback never returns to an image of another repository, even
+        one the history holds from an older config."""
+        return next(
+            (
+                r
+                for r in self.history
+                if r.status == "succeeded"
+                and r.image != excluding_image
+                and ImageRef.parse(r.image).repository == repository
+            ),
+            None,
+        )
 
     def knows_image(self, image: str) -> bool:
         return any(r.image == image for r in self.history)
@@ -222,7 +233,7 @@ def decide(
 
     image = request.image
     if request.kind == "rollback" and image is None:
-        previous = record.last_good(current.image) if current else None
+        previous = record.last_good(current.image, app_repository) if current else None
         if previous is None:
             return Decision(Action.REJECT, "no_previous_release")
         image = previous.image
@@ -252,7 +263,7 @@ def decide(
     return Decision(Action.APPLY, "new_release", image)
 
 
-def resolve_previous(records: list[ReleaseRecord]) -> str | None:
+def resolve_previous(records: list[ReleaseRecord], repository: str) -> str | None:
     """The image a rollback to "previous" returns every region to: the last good release
     before the newest one any region runs. Resolved once for the whole fleet, so regions
     a halted wave never reached are not sent one release further back."""
@@ -261,7 +272,7 @@ def resolve_previous(records: list[ReleaseRecord]) -> str | None:
         return None
     newest = max(holders, key=lambda r: (r.current.issued_at, r.current.applied_at))  # type: ignore[union-attr]
     assert newest.current is not None
-    previous = newest.last_good(excluding_image=newest.current.image)
+    previous = newest.last_good(newest.current.image, repository)
     return previous.image if previous else None
 
 

@@ -92,7 +92,7 @@ def _resolve_previous(ctx: Context, regions: list[str] | None) -> ImageRef:
     readable = [s.record for s in snapshots if s.reachable]
     if not readable:
         raise OperationFailed("no target region could be read to find the previous release")
-    image = resolve_previous(readable)
+    image = resolve_previous(readable, ctx.app.repository)
     if image is None:
         raise OperationFailed(f"nothing to roll back to: no region of {ctx.app.name} has an earlier good release")
     return ImageRef.parse(image)

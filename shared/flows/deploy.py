@@ -317,7 +317,7 @@ class _Run:
     def _roll_back_automatically(
         self, failed: Release, record: ReleaseRecord, version: str | None
     ) -> DeployResult | None:
-        target = record.last_good(excluding_image=failed.image)
+        target = record.last_good(failed.image, self.app.repository)
         if target is None:
             self.log.error("rollback_impossible", reason=NO_EARLIER_GOOD_RELEASE)
             return self._report(

@@ -572,7 +572,7 @@ def violations(x: Exploration) -> list[Violation]:
                 f"but the Deployment runs {_key_of(running)}"
             )
             found.append(Violation(2, text, UNGUARDED_CREATE_RACE if last_apply_was_a_lost_create_race else None))
-    elif current.status == "failed" and (refused or record.last_good(excluding_image=current.image) is None):
+    elif current.status == "failed" and (refused or record.last_good(current.image, APP.repository) is None):
         if running != current.image and not refused:
             found.append(Violation(2, f"{current.release_id} failed with no earlier good release, yet {running} runs"))
     else:

@@ -271,9 +271,9 @@ def test_rollback_to_previous_is_resolved_once_for_every_region():
         release("rel-older-01", older, issued_at=at(-60)),
     )
     wave2 = record(release("rel-good-001", good, issued_at=at(0)), release("rel-older-01", older, issued_at=at(-60)))
-    assert resolve_previous([wave1, wave2]) == good
-    assert resolve_previous([wave2, wave1]) == good
-    assert resolve_previous([record()]) is None
+    assert resolve_previous([wave1, wave2], SHOP_REPO) == good
+    assert resolve_previous([wave2, wave1], SHOP_REPO) == good
+    assert resolve_previous([record()], SHOP_REPO) is None
     # In wave 2 the resolved image is what already runs: nothing is applied there.
     assert run(rollback(good), wave2).action is Action.DUPLICATE
 
@@ -331,3 +331,18 @@ def test_the_stamp_on_a_deployment_gives_its_release_order():
         is None
     )
     assert stamp_order(None) is None
+
+
+def test_rollback_to_previous_skips_good_releases_of_another_repository():
+    # The release before the current one ran an image of a repository the config no longer
+    # names: "previous" is the newest good release of the app's own repository.
+    foreign, good = ref("old-config", OTHER_REPO), ref("good")
+    rec = record(
+        release("rel-current", CURRENT, issued_at=at(0)),
+        release("rel-foreign", foreign, issued_at=at(-5)),
+        release("rel-good-001", good, issued_at=at(-10)),
+    )
+    decision = run(rollback(), rec)
+    assert (decision.action, decision.image) == (Action.APPLY, good)
+    assert resolve_previous([rec], SHOP_REPO) == good
+    assert resolve_previous([record(rec.history[0], rec.history[1])], SHOP_REPO) is None
