@@ -2,8 +2,8 @@
 access table in shared/topology.py. Pure.
 
 Per function that connects to the cluster and per app: a Role in the app's namespace
-with the table's rules (limited to the app's objects by resourceNames wherever the verb
-allows it: a create names no object when it is authorized), bound to the Kubernetes user
+with the table's rules (limited to the app's objects by resourceNames, except a POST
+create, which names no object when it is authorized), bound to the Kubernetes user
 GKE maps the function's Google identity to (its service-account email). The one
 cluster-scoped grant is get/patch on the apps' own Namespaces, by name. The bundle starts
 with the Namespaces themselves: a Role needs its namespace, and so no function needs to

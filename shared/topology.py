@@ -57,16 +57,18 @@ KUBE_DEPLOY = (
     KubeRule("apps", "deployments", ("get", "patch", "watch"), Names.APP),  # guarded apply, then the watch
     KubeRule("apps", "deployments", ("create",), Names.ANY),  # the first release POSTs it
     KubeRule("apps", "deployments/scale", ("patch",), Names.APP),  # the initial scale
-    # server-side applied; the first apply creates them
-    *(KubeRule(group, resource, ("patch",), Names.APP) for group, resource in _APPLIED),
-    *(KubeRule(group, resource, ("create",), Names.ANY) for group, resource in _APPLIED),
+    # Server-side applied. An apply that creates is authorized as a `create` of that
+    # name, so even the first one is limited to the app's objects.
+    *(KubeRule(group, resource, ("patch", "create"), Names.APP) for group, resource in _APPLIED),
 )
 KUBE_DRIFT = (
     _READ_RECORD,
     # get to compare, patch for the dry-run apply that normalizes (and, healing, the heal)
     KubeRule("", "namespaces", ("get", "patch"), Names.NAMESPACE),
     KubeRule("apps", "deployments", ("get", "patch"), Names.APP),
-    *(KubeRule(group, resource, ("get", "patch"), Names.APP) for group, resource in _APPLIED),
+    # A heal re-creates a deleted Service, HPA or PDB by name (never a Deployment: that
+    # is a deploy's, ordered by its release).
+    *(KubeRule(group, resource, ("get", "patch", "create"), Names.APP) for group, resource in _APPLIED),
 )
 KUBE_TRAFFIC = (_READ_RECORD, KubeRule("apps", "deployments", ("get",), Names.APP))
 KUBE_RECORDS = (_READ_RECORD,)

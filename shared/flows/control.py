@@ -12,7 +12,7 @@ from shared.adapters.pubsub import Publisher
 from shared.adapters.release_store import ReleaseStore
 from shared.config import App, Config, Region
 from shared.contracts import ControlMessage, DeployRequest, ImageRef, Trigger, release_id_for
-from shared.errors import ClusterUnreachable, InvalidMessage, TransientError
+from shared.errors import PERMISSION_DENIED, ClusterUnreachable, InvalidMessage, PermissionMissing, TransientError
 from shared.flows.requests import send_deploy_requests
 from shared.logs import BoundLogger
 from shared.planning import plan_region_requests
@@ -101,16 +101,22 @@ def _resolve_previous(
     image every region goes back to."""
     app = config.known_app(message.app)
     records = []
+    denied: list[PermissionMissing] = []
     for name in message.regions or [r.name for r in config.regions]:
         if name not in {r.name for r in config.regions}:
             raise InvalidMessage("unknown_region", f"{name!r} is not a region of the config")
         try:
             records.append(ReleaseStore(connect(config.region(name)), app).read()[0])
+        except PermissionMissing as e:  # one region's missing grant must not block the rollback
+            denied.append(e)
+            log.error(PERMISSION_DENIED, unreadable_region=name, detail=str(e)[:300])
         except ClusterUnreachable as e:
             log.warning("region_unreachable", unreachable_region=name, detail=str(e)[:200])
     if not records:
+        if denied:
+            raise denied[0]  # named as what it is, so the operator grants it
         raise TransientError("no target region could be read to resolve 'previous'")
-    image = resolve_previous(records)
+    image = resolve_previous(records, app.repository)
     if image is None:
         raise InvalidMessage("no_previous_release", f"no region of {app.name} has an earlier good release")
     return ImageRef.parse(image)

@@ -12,12 +12,16 @@ on, when a region of the steered app was healed or Cloudflare drifted, the check
 reconcile_traffic for a reconcile (a TrafficHealRequest) after its own heals, so that
 reconcile reads the healed health.
 
-A region that cannot be reached is reported as unreachable, not as drifted; a region
-whose release record cannot be read (a hand edit) as unreadable, with the reason; a region
+A region that cannot be reached is reported as unreachable, not as drifted; one whose
+cluster refuses the check's identity (a missing grant) as permission_denied, naming what
+was refused; a region whose release record cannot be read (a hand edit) as unreadable,
+with the reason; a region
 whose release is still rolling out is skipped, so the check never fights a deploy. A heal
 the API server refuses leaves the region drifted: the report keeps the differences and
 says why each object could not be healed. A heal that loses an optimistic-lock race
-compares that object again and heals once more.
+compares that object again and heals once more. A deleted Service, HPA or PDB is
+re-created; a deleted Deployment is not (a deploy or rollback re-creates it, ordered by
+its release), and the report says so.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from shared.adapters.release_store import ReleaseStore
 from shared.config import App, Config, Region
 from shared.contracts import ImageRef, TrafficHealReason
 from shared.drift import Difference, compare_object, list_repairs
-from shared.errors import ClusterUnreachable, PermanentError, RecordUnreadable
+from shared.errors import PERMISSION_DENIED, ClusterUnreachable, PermanentError, PermissionMissing, RecordUnreadable
 from shared.flows.traffic import find_oldest
 from shared.logs import BoundLogger
 from shared.releases import Release, stamp_order, stamped
@@ -64,6 +68,7 @@ class RegionStatus(StrEnum):
     DRIFTED = "drifted"
     UNREACHABLE = "unreachable"
     UNREADABLE = "unreadable"  # the release record is there but cannot be read
+    PERMISSION_DENIED = PERMISSION_DENIED  # the cluster refused the check's identity
     NO_RELEASE = "no_release"
     RELEASE_IN_PROGRESS = "release_in_progress"
 
@@ -71,6 +76,8 @@ class RegionStatus(StrEnum):
 # Why an object could not be healed, besides the API server's refusal (KubeRejected.reason).
 HEAL_CONFLICT = "conflict"  # it kept changing under the heal
 HEAL_UNREACHABLE = "cluster_unreachable"  # the cluster stopped answering mid-heal
+# A deleted Deployment is left to a deploy or rollback, which orders it by release.
+HEAL_DEPLOYMENT_ABSENT = "deployment_absent"
 
 
 @dataclass
@@ -83,7 +90,7 @@ class RegionDrift:
     differences: list[Object] = field(default_factory=list)
     healed: bool = False
     detail: str = ""
-    reason: str = ""  # why the region could not be checked (unreadable)
+    reason: str = ""  # why the region could not be checked (unreadable, permission_denied)
     # Objects a heal was asked for but could not repair: {"object", "reason", "detail"}.
     heal_failures: list[Object] = field(default_factory=list)
 
@@ -141,7 +148,7 @@ def check_drift(
                 log.error("heal_failed", app=app.name, region=region.name, **failure)
             if result.status is RegionStatus.UNREACHABLE:
                 log.warning("region_unreachable", app=app.name, region=region.name, detail=result.detail)
-            if result.status is RegionStatus.UNREADABLE:
+            if result.status in (RegionStatus.UNREADABLE, RegionStatus.PERMISSION_DENIED):
                 log.error(result.reason, app=app.name, region=region.name, detail=result.detail)
     if cloudflare is not None and (not apps or config.cloudflare.app in apps):
         report.cloudflare = _cloudflare_differences(config, cloudflare)
@@ -201,6 +208,10 @@ def _check_region(
                 result.differences += [d.as_dict() for d in differences]
     except RecordUnreadable as e:
         return RegionDrift(app.name, region.name, RegionStatus.UNREADABLE, reason=e.reason, detail=e.detail[:300])
+    except PermissionMissing as e:  # one region's missing grant must not stop the others' check
+        return RegionDrift(
+            app.name, region.name, RegionStatus.PERMISSION_DENIED, reason=PERMISSION_DENIED, detail=str(e)[:300]
+        )
     except (ClusterUnreachable, PermanentError) as e:
         return RegionDrift(app.name, region.name, RegionStatus.UNREACHABLE, detail=str(e)[:200])
     if drifted:
@@ -220,8 +231,12 @@ def _heal_all(kube: KubeClient, drifted: list[tuple[Object, list[Difference]]], 
             _heal_with_one_retry(kube, desired, differences, release)
         except KubeRejected as e:  # e.g. an admission policy: retrying cannot help
             failures.append(_heal_failure(desired, e.reason, e.detail))
+        except _DeploymentAbsent as e:
+            failures.append(_heal_failure(desired, HEAL_DEPLOYMENT_ABSENT, str(e)))
         except KubeConflict as e:
             failures.append(_heal_failure(desired, HEAL_CONFLICT, str(e)))
+        except PermissionMissing as e:
+            failures.append(_heal_failure(desired, PERMISSION_DENIED, str(e)))
         except ClusterUnreachable as e:
             # The objects not healed yet would only time out too.
             failures += [_heal_failure(d, HEAL_UNREACHABLE, str(e)) for d, _ in drifted[index:]]
@@ -238,6 +253,10 @@ def _heal_with_one_retry(kube: KubeClient, desired: Object, differences: list[Di
         differences = _compare_live(kube, desired)
         if differences:
             _heal(kube, desired, differences, release)
+
+
+class _DeploymentAbsent(Exception):
+    """A heal does not re-create a Deployment: only a release may, in release order."""
 
 
 def _heal_failure(desired: Object, reason: str, detail: str) -> Object:
@@ -268,6 +287,8 @@ def _heal(kube: KubeClient, desired: Object, differences: list[Difference], rele
     if repairs or desired["kind"] == "Deployment":
         live = kube.get(desired["apiVersion"], desired["kind"], meta["name"], meta.get("namespace"))
     if desired["kind"] == "Deployment":
+        if live is None:
+            raise _DeploymentAbsent(f"{object_key(desired)} is absent; a deploy or rollback re-creates it")
         newer = stamp_order(live)
         if newer is not None and newer > release.order:
             raise KubeConflict(f"{object_key(desired)}: a newer release was applied since this check read it")

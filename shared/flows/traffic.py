@@ -20,7 +20,7 @@ from shared.adapters.cloudflare_lb import CloudflareLB
 from shared.adapters.kube import KubeClient
 from shared.adapters.release_store import ReleaseStore
 from shared.config import Config, Region
-from shared.errors import ClusterUnreachable, PermanentError, RecordUnreadable
+from shared.errors import PERMISSION_DENIED, ClusterUnreachable, PermanentError, PermissionMissing, RecordUnreadable
 from shared.logs import BoundLogger
 from shared.releases import ReleaseRecord
 from shared.traffic import (
@@ -62,6 +62,8 @@ def read_region_health(config: Config, region: Region, connect: Callable[[Region
             record, _ = ReleaseStore(kube, app).read()
         except RecordUnreadable as e:
             record, unreadable = None, e  # a hand-edited record: unhealthy, not unreachable
+    except PermissionMissing as e:  # a missing grant: not healthy, and named as what it is
+        return RegionHealth(region.name, "unreachable", PERMISSION_DENIED, detail=str(e)[:300])
     except (ClusterUnreachable, PermanentError) as e:
         return RegionHealth(region.name, "unreachable", str(e)[:200])
     health = assess_region(region.name, deployment, record, app.manifests.min_available)

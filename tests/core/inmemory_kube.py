@@ -45,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from shared.adapters.kube import KubeConflict, KubeRejected, resource_path
-from shared.errors import ClusterUnreachable
+from shared.errors import ClusterUnreachable, PermissionMissing
 from shared.releases import RELEASE_ANNOTATION, ReleaseOrder, stamp_order
 
 __all__ = [
@@ -73,7 +73,8 @@ class Crash(BaseException):
     code under test can swallow it: nothing after this point of the call runs."""
 
 
-FaultKind = Literal["crash", "kube_403", "kube_422", "unreachable", "publish_fails"]
+# rbac_403: RBAC refused the caller (a missing grant), as KubeClient reports it.
+FaultKind = Literal["crash", "kube_403", "kube_422", "rbac_403", "unreachable", "publish_fails"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,8 @@ class Fault:
             return KubeRejected(self.kind, detail)
         if self.kind == "unreachable":
             return ClusterUnreachable(detail)
+        if self.kind == "rbac_403":
+            return PermissionMissing(f'{where}: forbidden: User "geodeploy" cannot do this (injected {self.when})')
         raise ValueError(f"{self.kind} is not a Kubernetes API fault")
 
 

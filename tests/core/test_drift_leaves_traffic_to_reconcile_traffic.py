@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 
 import pytest
 
@@ -42,19 +43,25 @@ class Regions:
         self.clusters = {r.name: InMemoryCluster() for r in config.regions}
         for region in config.regions:
             for app in config.apps:
-                request = deploy_request(
-                    GOOD[app.name], app=app.name, region=region.name, release_id=f"{app.name}-v1-release"
-                )
-                RegionDeployer(
-                    config=config,
-                    region=region,
-                    kube=self.connect(region),  # type: ignore[arg-type]
-                    publish_result=lambda _result: None,
-                    log=LOG,
-                    now=self.clusters[region.name].now,
-                    monotonic=self.clusters[region.name].monotonic,
-                ).handle(request)
-                assert self.running(region.name, app.name) == GOOD[app.name]
+                self.release(region.name, app.name, GOOD[app.name], f"{app.name}-v1-release")
+
+    def release(
+        self, region_name: str, app: str, image: str, release_id: str, issued_at: datetime | None = None
+    ) -> None:
+        """Releases `image` of `app` in the region with the real deploy flow."""
+        region = self.config.region(region_name)
+        cluster = self.clusters[region_name]
+        request = deploy_request(image, app=app, region=region_name, release_id=release_id, issued_at=issued_at)
+        RegionDeployer(
+            config=self.config,
+            region=region,
+            kube=self.connect(region),  # type: ignore[arg-type]
+            publish_result=lambda _result: None,
+            log=LOG,
+            now=cluster.now,
+            monotonic=cluster.monotonic,
+        ).handle(request)
+        assert self.running(region_name, app) == image
 
     def connect(self, region: Region) -> InMemoryKube:
         return InMemoryKube(self.clusters[region.name], field_manager=self.config.field_manager, name=region.name)

@@ -271,3 +271,24 @@ def test_a_heal_the_api_server_refuses_is_reported_as_drift_with_the_refusal(san
     [asia] = healed["regions"]
     assert asia["healed"] is True and asia["heal_failures"] == []
     sandbox.wait_for_image(config, [region], image)
+
+
+def test_a_heal_recreates_a_deleted_hpa_and_pdb_under_the_checks_own_rbac(sandbox, shop):
+    """check-drift's identity may create only the app's own Service, HPA and PDB, by name:
+    an apply that creates is authorized as a create of that name."""
+    _path, config = shop
+    region = "us-west1"
+    _push(sandbox, config, "shop-heal-deleted", "v9.5.0")
+    sandbox.kubectl(config, region, "-n", "shop", "delete", "hpa", "shop")
+    sandbox.kubectl(config, region, "-n", "shop", "delete", "pdb", "shop")
+
+    report = _region_report(_check_drift(sandbox, config, apps=["shop"], regions=[region], heal=True), region)
+
+    assert report["status"] == "drifted" and report["healed"], report
+    assert {d["object"] for d in report["differences"]} >= {
+        "HorizontalPodAutoscaler/shop/shop",
+        "PodDisruptionBudget/shop/shop",
+    }
+    hpa = sandbox.get(config, region, "horizontalpodautoscaler", "shop", "shop")
+    assert hpa is not None and hpa["spec"]["minReplicas"] == config.app("shop").manifests.min_replicas
+    assert sandbox.get(config, region, "poddisruptionbudget", "shop", "shop") is not None
