@@ -154,7 +154,7 @@ COMMANDS = [
         "rbac",
         "rbac",
         "Print the Kubernetes RBAC the functions need in a region's cluster, for its admin to apply.",
-        "geodeploy rbac --region europe-west1 | kubectl apply -f -",
+        "geodeploy rbac --region europe-west1 | kubectl apply --server-side -f -",
         _rbac_args,
     ),
     Command(

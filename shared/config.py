@@ -193,6 +193,11 @@ class Manifests(_Model):
         return self
 
 
+# Namespaces of the cluster itself (Kubernetes', GKE's): never an app's.
+SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+SYSTEM_NAMESPACE_PREFIXES = ("kube-", "gke-", "gmp-")
+
+
 class App(_Model):
     name: DnsLabel
     # Artifact Registry repository path of the image, e.g. europe-docker.pkg.dev/p/repo/app
@@ -212,6 +217,15 @@ class App(_Model):
         _tag_pattern(value)
         return value
 
+    @field_validator("namespace")
+    @classmethod
+    def _not_a_system_namespace(cls, value: str) -> str:
+        # The deployer may create Deployments in the app's namespace: in kube-system or
+        # default that would be a foothold in the cluster's own workloads.
+        if value in SYSTEM_NAMESPACES or value.startswith(SYSTEM_NAMESPACE_PREFIXES):
+            raise ValueError(f"{value!r} is a system namespace; give the app a namespace of its own")
+        return value
+
     def accepts_tag(self, tag: str | None) -> bool:
         if tag is None:
             return self.deploy_untagged
@@ -224,6 +238,10 @@ def _tag_pattern(pattern: str) -> Any:
     import: loading a config that keeps the default filter does not import it."""
     import re2
 
+    if _OPEN_LOWER_BOUND.search(pattern):
+        # Python reads `{,3}` as 0 to 3 repeats, RE2 as the text "{,3}": a filter that
+        # silently refuses every tag.
+        raise ValueError("`{,n}` is literal text in RE2, not a repeat: write `{0,n}`")
     options = re2.Options()
     options.log_errors = False  # the error is ours to report, naming the key
     try:
@@ -231,8 +249,11 @@ def _tag_pattern(pattern: str) -> Any:
     except re2.error as e:
         detail = e.args[0].decode(errors="replace") if e.args and isinstance(e.args[0], bytes) else str(e)
         raise ValueError(
-            f"not a valid regular expression (RE2 syntax: no backreferences or lookaround): {detail}"
+            f"not a valid RE2 regular expression (RE2 has no backreferences or lookaround): {detail}"
         ) from None
+
+
+_OPEN_LOWER_BOUND = re.compile(r"(?<!\\)\{,[0-9]*\}")
 
 
 class Monitor(_Model):

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from shared.errors import InvalidMessage
 
@@ -54,6 +54,7 @@ MAX_IMAGE_REFERENCE_LENGTH = 512  # Docker bounds a repository name at 255
 MAX_REASON_LENGTH = 200
 MAX_RESULT_MESSAGE_LENGTH = 1000
 MAX_REGIONS_NAMED = 100  # far more than Google Cloud has
+MAX_APPS_NAMED = 100  # a drift check's scope: far more apps than one config holds
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -146,6 +147,17 @@ class Trigger(_Message):
     requested_by: str | None = Field(default=None, max_length=MAX_REQUESTED_BY_LENGTH)
 
 
+def in_utc(value: datetime, field: str) -> datetime:
+    """A message's time, in UTC; a naive time or one that leaves the calendar once moved
+    to UTC (0001-01-01T00:00+01:00) is invalid, not an unexpected error."""
+    if value.tzinfo is None:
+        raise ValueError(f"{field} needs a time zone (use Z for UTC)")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{field} is out of range once converted to UTC") from None
+
+
 class DeployRequest(_Message):
     """One region's instruction, on topic `<deploy_prefix>-<region>`."""
 
@@ -173,9 +185,7 @@ class DeployRequest(_Message):
     @field_validator("issued_at")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("issued_at needs a time zone (use Z for UTC)")
-        return value.astimezone(UTC)
+        return in_utc(value, "issued_at")
 
     @model_validator(mode="after")
     def _deploys_name_an_image(self) -> DeployRequest:
@@ -213,6 +223,13 @@ class DeployResult(_Message):
     rolled_back_to: str | None = Field(default=None, max_length=MAX_IMAGE_REFERENCE_LENGTH)
     finished_at: datetime
 
+    @field_validator("issued_at", "finished_at")
+    @classmethod
+    def _aware(cls, value: datetime, info: ValidationInfo) -> datetime:
+        # A wave advance orders the next wave's requests by issued_at: a naive one would
+        # only fail there, as an unexpected error, instead of here as an invalid message.
+        return in_utc(value, str(info.field_name))
+
 
 # --- control topic: manual rollback or deploy ------------------------------------------
 
@@ -242,8 +259,12 @@ class DriftCheckRequest(_Message):
     """Published by Cloud Scheduler (`{"version": 1}`) or the CLI."""
 
     version: Literal[1] = 1
-    apps: list[str] | None = None
-    regions: list[str] | None = None
+    apps: list[Annotated[str, Field(max_length=MAX_NAME_LENGTH)]] | None = Field(
+        default=None, max_length=MAX_APPS_NAMED
+    )
+    regions: list[Annotated[str, Field(max_length=MAX_NAME_LENGTH)]] | None = Field(
+        default=None, max_length=MAX_REGIONS_NAMED
+    )
     heal: bool | None = None  # None: the config's drift.heal decides
 
 

@@ -1,5 +1,5 @@
 """`rbac`: the Kubernetes RBAC geodeploy's functions need in one region's cluster, as
-YAML for the cluster's admin to apply (`geodeploy rbac --region R | kubectl apply -f -`).
+YAML for the cluster's admin to apply (`geodeploy rbac --region R | kubectl apply --server-side -f -`).
 Rendered from the config alone: no cluster or API is contacted."""
 
 from __future__ import annotations

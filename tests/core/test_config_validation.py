@@ -135,7 +135,10 @@ def test_at_least_one_app_and_one_region_are_required(key):
 @pytest.mark.parametrize(
     ("path", "value", "expected"),
     [
-        ("apps[0].tag_filter", "v[0-9", "apps[0].tag_filter: not a valid regular expression"),
+        ("apps[0].tag_filter", "v[0-9", "apps[0].tag_filter: not a valid RE2 regular expression"),
+        ("apps[0].namespace", "kube-system", "apps[0].namespace: 'kube-system' is a system namespace"),
+        ("apps[0].namespace", "default", "apps[0].namespace: 'default' is a system namespace"),
+        ("apps[0].namespace", "gke-managed-system", "apps[0].namespace: 'gke-managed-system' is a system"),
         ("regions[0].cloudflare.geo_regions", ["WEU", "EUROPE"], "regions[0].cloudflare.geo_regions[1]"),
         ("regions[0].cloudflare.geo_regions", [], "regions[0].cloudflare.geo_regions"),
         ("regions[1].name", "europe-west1", "regions: 'europe-west1' appears twice"),

@@ -15,6 +15,7 @@ import pytest
 from shared.adapters.pubsub import Publisher
 from shared.adapters.release_store import ReleaseStore
 from shared.contracts import (
+    MAX_APPS_NAMED,
     MAX_EVENT_ID_LENGTH,
     MAX_IMAGE_REFERENCE_LENGTH,
     MAX_NAME_LENGTH,
@@ -27,6 +28,7 @@ from shared.contracts import (
     ControlMessage,
     DeployRequest,
     DeployResult,
+    DriftCheckRequest,
     parse_message,
 )
 from shared.errors import InvalidMessage, NotYet, PermanentError
@@ -47,7 +49,7 @@ from tests.core.builders import (
     release,
     trigger,
 )
-from tests.core.inmemory_kube import InMemoryCluster, InMemoryKube
+from tests.core.inmemory_kube import InMemoryCluster, InMemoryKube, broken_image
 
 CONFIG = build_config()
 APP = CONFIG.app("shop")
@@ -115,7 +117,23 @@ def test_a_rollback_to_previous_whose_previous_release_is_foreign_is_rejected():
     foreign = ref("miner", OTHER_REPO)
     rec = record(release("rel-current", ref("v2"), issued_at=at(0)), release("rel-foreign", foreign, issued_at=at(-5)))
     decision = decide(deploy_request(kind="rollback", release_id="previous-0001"), rec, SHOP_REPO, lambda _: HASH)
-    assert (decision.action, decision.reason, decision.image) == (Action.REJECT, IMAGE_NOT_ALLOWED, foreign)
+    # Skipped as a candidate: with no good release of the app's own before it, none is left.
+    assert (decision.action, decision.reason) == (Action.REJECT, "no_previous_release")
+
+
+def test_an_automatic_rollback_never_returns_to_a_foreign_image_the_history_holds():
+    region = OneRegion()
+    good = ref("v1")
+    assert region.deliver(deploy_request(good, release_id="rel-good-0001", issued_at=at(-120))).status == "succeeded"
+    # A release of another repository, recorded on top (e.g. before requests were checked).
+    foreign = ref("miner", OTHER_REPO)
+    store = ReleaseStore(InMemoryKube(region.cluster), APP)
+    rec, version = store.read()
+    store.write(rec.with_release(release("rel-foreign-01", foreign, issued_at=at(-60)), limit=10), version)
+    bad = broken_image(SHOP_REPO, "bad")
+    region.deliver(deploy_request(bad, release_id="rel-bad-00001", issued_at=region.cluster.now()))
+    assert (region.results[-1].status, region.results[-1].rolled_back_to) == ("rolled_back", good)
+    assert region.running_image() == good
 
 
 def test_a_first_request_for_a_foreign_image_creates_nothing_in_the_region():
@@ -251,6 +269,44 @@ def result_data(**changes):
 def test_a_deploy_result_with_an_oversized_string_is_invalid_naming_the_field(data, field):
     with pytest.raises(InvalidMessage) as caught:
         parse_message(DeployResult, data)
+    assert f"{field}: " in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (result_data(issued_at="2026-01-01T00:00:00"), "issued_at"),
+        (result_data(finished_at="2026-01-01T00:00:00"), "finished_at"),
+        (result_data(issued_at="0001-01-01T00:00:00+01:00"), "issued_at"),
+    ],
+    ids=["naive-issued_at", "naive-finished_at", "before-the-calendar"],
+)
+def test_a_deploy_result_with_a_time_that_is_not_a_utc_instant_is_invalid(data, field):
+    # The wave advance orders the next wave by issued_at: caught here, it is acked once.
+    with pytest.raises(InvalidMessage) as caught:
+        parse_message(DeployResult, data)
+    assert f"{field}: " in caught.value.detail
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-05:00"])
+def test_a_request_dated_at_the_calendars_ends_is_invalid_not_an_unexpected_error(when):
+    with pytest.raises(InvalidMessage) as caught:
+        parse_message(DeployRequest, request_data(issued_at=when))
+    assert "issued_at is out of range once converted to UTC" in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"version": 1, "apps": ["a" * 10_000]}, "apps.0"),
+        ({"version": 1, "regions": ["r" * 10_000]}, "regions.0"),
+        ({"version": 1, "apps": ["shop"] * (MAX_APPS_NAMED + 1)}, "apps"),
+    ],
+    ids=["app", "region", "apps"],
+)
+def test_a_drift_check_request_with_an_oversized_value_is_invalid(data, field):
+    with pytest.raises(InvalidMessage) as caught:
+        parse_message(DriftCheckRequest, data)
     assert f"{field}: " in caught.value.detail
 
 

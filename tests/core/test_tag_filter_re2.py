@@ -35,7 +35,7 @@ def test_a_catastrophic_pattern_answers_on_a_10000_character_tag():
 def test_a_pattern_re2_cannot_run_is_refused_naming_the_key(pattern):
     with pytest.raises(ConfigError) as caught:
         build_config(changed(config_data(), "apps[0].tag_filter", pattern))
-    assert "apps[0].tag_filter: not a valid regular expression (RE2 syntax" in str(caught.value)
+    assert "apps[0].tag_filter: not a valid RE2 regular expression" in str(caught.value)
 
 
 def test_the_key_of_the_second_app_is_named():
@@ -72,3 +72,12 @@ assert "re2" in sys.modules, "the filter did not run on RE2"
 """
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize("pattern", [r"v{,3}", r"v[0-9]{,2}\.x"])
+def test_an_open_lower_bound_is_refused_since_re2_reads_it_as_text(pattern):
+    # Python's re would read {,3} as 0 to 3 repeats; RE2 matches the text "{,3}", so the
+    # filter would silently refuse every tag.
+    with pytest.raises(ConfigError, match=r"apps\[0\]\.tag_filter: .*write `\{0,n\}`"):
+        build_config(changed(config_data(), "apps[0].tag_filter", pattern))
+    assert app_with_filter(r"v\{,3\}").accepts_tag("v{,3}")  # escaped, it is the text it says
