@@ -85,3 +85,63 @@ def test_the_roles_carry_every_rule_of_the_access_table(config: Config) -> None:
         rendered = {(r["apiGroups"][0], r["resources"][0], tuple(r["verbs"])) for r in role["rules"]}
         wanted = {(r.api_group, r.resource, r.verbs) for r in spec.access.kube if r.names != Names.NAMESPACE}
         assert rendered == wanted
+
+
+def test_each_binding_binds_its_own_kind_of_role_by_name(config: Config) -> None:
+    for region in config.regions:
+        objects = render_rbac(config, region)
+        roles = {
+            (o["kind"], o["metadata"]["name"], o["metadata"].get("namespace")) for o in objects if "Role" in o["kind"]
+        }
+        for binding in (o for o in objects if o["kind"].endswith("Binding")):
+            expected_kind = "Role" if binding["kind"] == "RoleBinding" else "ClusterRole"
+            assert binding["roleRef"]["kind"] == expected_kind
+            ref = (expected_kind, binding["roleRef"]["name"], binding["metadata"].get("namespace"))
+            assert ref in roles, binding
+
+
+def test_rules_name_exactly_the_apps_record_and_objects(config: Config) -> None:
+    for role in (o for o in render_rbac(config, config.regions[0]) if o["kind"] == "Role"):
+        app = next(a for a in config.apps if a.namespace == role["metadata"]["namespace"])
+        for rule in role["rules"]:
+            if rule["resources"] == ["configmaps"] and "resourceNames" in rule:
+                assert rule["resourceNames"] == [f"geodeploy-releases-{app.name}"]
+            elif "resourceNames" in rule:
+                assert rule["resourceNames"] == [app.name], rule
+
+
+# What each identity may do in a cluster, spelled out once more on purpose: the table in
+# shared/topology.py renders the RBAC, so a verb added there would pass every test that
+# compares the two. Widening a grant has to change this line too, in review.
+EXPECTED_VERBS = {
+    "deploy": {
+        ("", "configmaps"): {"get", "update", "create"},
+        ("", "namespaces"): {"patch"},
+        ("apps", "deployments"): {"get", "patch", "watch", "create"},
+        ("apps", "deployments/scale"): {"patch"},
+        ("", "services"): {"patch", "create"},
+        ("autoscaling", "horizontalpodautoscalers"): {"patch", "create"},
+        ("policy", "poddisruptionbudgets"): {"patch", "create"},
+    },
+    "drift": {
+        ("", "configmaps"): {"get"},
+        ("", "namespaces"): {"get", "patch"},
+        ("apps", "deployments"): {"get", "patch"},
+        ("", "services"): {"get", "patch", "create"},
+        ("autoscaling", "horizontalpodautoscalers"): {"get", "patch", "create"},
+        ("policy", "poddisruptionbudgets"): {"get", "patch", "create"},
+    },
+    "traffic": {("", "configmaps"): {"get"}, ("apps", "deployments"): {"get"}},
+    "control": {("", "configmaps"): {"get"}},
+    "waves": {("", "configmaps"): {"get"}},
+    "image_pushed": {},
+}
+
+
+def test_each_identity_has_exactly_the_verbs_its_code_uses(config: Config) -> None:
+    for spec in functions_of(config):
+        granted: dict[tuple[str, str], set[str]] = {}
+        for rule in spec.access.kube:
+            granted.setdefault((rule.api_group, rule.resource), set()).update(rule.verbs)
+        role = "deploy" if spec.identity.startswith("deploy-") else spec.identity
+        assert granted == EXPECTED_VERBS[role], spec.identity

@@ -169,6 +169,13 @@ def test_the_bound_is_relative_to_the_handlers_clock():
     assert region.deliver(deploy_request(ref("v1"), issued_at=too_far)).reason == ISSUED_IN_THE_FUTURE
 
 
+def test_an_hour_ahead_is_already_too_far():
+    # "A few minutes" of clock skew, not a window in which one request can block pushes.
+    region = OneRegion()
+    hour_ahead = region.cluster.now() + timedelta(hours=1)
+    assert region.deliver(deploy_request(ref("v1"), issued_at=hour_ahead)).reason == ISSUED_IN_THE_FUTURE
+
+
 def test_a_request_a_little_ahead_of_the_clock_is_applied():
     # Publishers' clocks may be a little ahead of the region's: that is not an attack.
     region = OneRegion()
