@@ -4,9 +4,10 @@
 
 Measures: sandbox start time and resident memory (3 regions, one config), the time from
 an Artifact Registry publish on `gcr` to every region's Deployment Available (N pushes),
-the Cloudflare requests of a first and of an idle reconcile, and the import time of
-main.py (what a cold start pays before the first event). Timings, never assertions:
-targets live here, not in tests.
+the Cloudflare requests of a first and of an idle reconcile, a traffic reconcile and a
+drift check with one region black-holed against all up, and the import time of main.py
+(what a cold start pays before the first event). Timings, never assertions: targets live
+here, not in tests.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sandbox.driver import SandboxDriver, digest_for  # noqa: E402
+from sandbox.driver import SandboxDriver, digest_for, wait_until  # noqa: E402
 from sandbox.stack import Sandbox  # noqa: E402
 
 
@@ -89,6 +91,7 @@ def main() -> int:
             f"- reconcile into an empty Cloudflare account: {first['total']} requests, "
             f"{first['writes']} writes (1 monitor, 3 pools, 1 load balancer)"
         )
+        lines += _black_holed_region(driver, config)
     finally:
         stack.stop()
         shutil.rmtree(state, ignore_errors=True)
@@ -101,6 +104,40 @@ def main() -> int:
     results.write_text(head.rstrip() + "\n\n" + "\n".join(lines) + ("\n## " + rest if rest else ""))
     print("\n".join(lines))
     return 0
+
+
+def _black_holed_region(driver: SandboxDriver, config: Any, rounds: int = 3) -> list[str]:
+    """Publish → handled, for a traffic reconcile and a drift check, with every region up
+    and with one black-holed (connections accepted, never answered), alternating."""
+    silent = config.regions[-1].name
+    timings: dict[tuple[str, bool], list[float]] = {}
+
+    def drift_check() -> None:
+        event_id = driver.publish(config, config.topics.drift, {"version": 1, "heal": False})
+        wait_until(
+            lambda: any(r["trigger_event_id"] == event_id for r in driver.drift_reports(config)), 120, "the report"
+        )
+
+    for _ in range(rounds):
+        for blackholed in (False, True):
+            driver.set_cluster_mode(config, silent, "blackhole" if blackholed else "normal")
+            try:
+                for name, run in (("traffic reconcile", lambda: driver.reconcile_traffic(config, timeout=120)),
+                                  ("drift check", drift_check)):  # fmt: skip
+                    t0 = time.monotonic()
+                    run()
+                    timings.setdefault((name, blackholed), []).append(time.monotonic() - t0)
+            finally:
+                driver.set_cluster_mode(config, silent, "normal")
+    deadline = config.region_deadline_seconds
+    lines = []
+    for (name, blackholed), samples in timings.items():
+        where = f"{silent} black-holed (deadline {deadline} s)" if blackholed else "every region up"
+        lines.append(
+            f"- {name}, 3 regions, {where}: publish → handled median {statistics.median(samples):.2f} s "
+            f"(min {min(samples):.2f}, max {max(samples):.2f}, {len(samples)} alternating runs)"
+        )
+    return lines
 
 
 def _machine() -> str:

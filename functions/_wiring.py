@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -22,14 +23,23 @@ def publisher() -> Publisher:
     return Publisher(load_instance_config().project)
 
 
-@lru_cache(maxsize=1)
-def clusters() -> ClusterConnector:
-    from shared.adapters.gke import ClusterConnector
+_clusters: ClusterConnector | None = None
+_clusters_lock = threading.Lock()
 
-    config = load_instance_config()
-    return ClusterConnector(
-        config.project, field_manager=config.field_manager, gke_endpoint=load_settings().gke_endpoint
-    )
+
+def clusters() -> ClusterConnector:
+    # Not lru_cache: the central functions connect from one thread per region, and
+    # lru_cache would let each first caller build a connector (and its clients) of its own.
+    global _clusters
+    with _clusters_lock:
+        if _clusters is None:
+            from shared.adapters.gke import ClusterConnector
+
+            config = load_instance_config()
+            _clusters = ClusterConnector(
+                config.project, field_manager=config.field_manager, gke_endpoint=load_settings().gke_endpoint
+            )
+        return _clusters
 
 
 def connect(region: Region) -> KubeClient:

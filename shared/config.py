@@ -356,6 +356,11 @@ class Config(_Model):
     # Where the central functions (push handling, waves, traffic, drift) run; default:
     # the first region.
     functions_region: GcpRegion | None = None
+    # How long a central function (traffic, drift, waves, `previous`) waits for one
+    # region's cluster; the regions are read at once, so a region that never answers
+    # costs this much in all. The first call of a cold instance also pays imports and
+    # the GKE lookup: keep it to several seconds.
+    region_deadline_seconds: int = Field(default=10, ge=1, le=30)
     topics: Topics = Topics()
     rollout: Rollout = Rollout()
     drift: Drift = Drift()

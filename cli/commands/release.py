@@ -86,13 +86,14 @@ def _resolve_previous(ctx: Context, regions: list[str] | None) -> ImageRef:
     """The image 'previous' means, resolved across the target regions as on_control does,
     so that an impossible rollback is refused before anything is published."""
     from shared.contracts import ImageRef
+    from shared.flows.control import PREVIOUS_NEEDS_EVERY_REGION
     from shared.releases import resolve_previous
 
     snapshots = read_regions(ctx, ctx.regions(regions))
-    readable = [s.record for s in snapshots if s.reachable]
-    if not readable:
-        raise OperationFailed("no target region could be read to find the previous release")
-    image = resolve_previous(readable, ctx.app.repository)
+    unread = [s.region.name for s in snapshots if not s.reachable]
+    if unread:
+        raise OperationFailed(f"{', '.join(unread)} cannot be read: {PREVIOUS_NEEDS_EVERY_REGION}")
+    image = resolve_previous([s.record for s in snapshots], ctx.app.repository)
     if image is None:
         raise OperationFailed(f"nothing to roll back to: no region of {ctx.app.name} has an earlier good release")
     return ImageRef.parse(image)

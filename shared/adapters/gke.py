@@ -49,16 +49,16 @@ class ClusterConnector:
             self._clients.pop(cluster.resource_name(self._project), None)
 
     def _container_client(self) -> Any:
-        if self._container is None:
-            with _IMPORT_LOCK:
+        with _IMPORT_LOCK:  # regions connect from several threads: one client for all
+            if self._container is None:
                 from google.cloud import container_v1
 
-            options = {"api_endpoint": self._gke_endpoint} if self._gke_endpoint else None
-            # REST: one transport for production and the sandbox's stand-in alike.
-            self._container = container_v1.ClusterManagerClient(
-                credentials=default_credentials(), transport="rest", client_options=options
-            )
-        return self._container
+                options = {"api_endpoint": self._gke_endpoint} if self._gke_endpoint else None
+                # REST: one transport for production and the sandbox's stand-in alike.
+                self._container = container_v1.ClusterManagerClient(
+                    credentials=default_credentials(), transport="rest", client_options=options
+                )
+            return self._container
 
     def _api_client(self, name: str) -> Any:
         with _IMPORT_LOCK:

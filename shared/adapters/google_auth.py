@@ -25,11 +25,11 @@ def default_credentials() -> Any:
 
 def access_token() -> str:
     """A fresh OAuth access token (refreshed when stale) for the Kubernetes API."""
-    from google.auth.credentials import TokenState
-    from google.auth.transport.requests import Request
-
     credentials = default_credentials()
-    with _lock:
+    with _lock:  # regions are read from several threads: one refresh, one first import
+        from google.auth.credentials import TokenState
+        from google.auth.transport.requests import Request
+
         if credentials.token_state is not TokenState.FRESH:
             credentials.refresh(Request())
         return str(credentials.token)

@@ -13,12 +13,18 @@ from shared.adapters.release_store import ReleaseStore
 from shared.config import App, Config, Region
 from shared.contracts import ControlMessage, DeployRequest, ImageRef, Trigger, release_id_for
 from shared.errors import PERMISSION_DENIED, ClusterUnreachable, InvalidMessage, PermissionMissing, TransientError
+from shared.flows.regions import each_region
 from shared.flows.requests import send_deploy_requests
 from shared.logs import BoundLogger
 from shared.planning import plan_region_requests
-from shared.releases import resolve_previous
+from shared.releases import ReleaseRecord, resolve_previous
 
-__all__ = ["handle_control", "plan_control"]
+__all__ = ["PREVIOUS_NEEDS_EVERY_REGION", "handle_control", "plan_control"]
+
+PREVIOUS_NEEDS_EVERY_REGION = (
+    "a region not read may run a newer release, and 'previous' would then go one release too far back; "
+    "name the image, or the regions to roll back"
+)
 
 
 def handle_control(
@@ -97,25 +103,46 @@ def plan_control(
 def _resolve_previous(
     message: ControlMessage, config: Config, connect: Callable[[Region], KubeClient], log: BoundLogger
 ) -> ImageRef:
-    """Reads the target regions' release records (those that answer) to find the one
-    image every region goes back to."""
+    """Reads every target region's release record to find the one image every region
+    goes back to. A region that cannot be read may run a newer release than the others
+    (a canary): resolving without it could go one release too far back, so the message
+    is kept (redelivered) until every target answers, or the operator names the image or
+    the regions."""
     app = config.known_app(message.app)
-    records = []
-    denied: list[PermissionMissing] = []
-    for name in message.regions or [r.name for r in config.regions]:
+    for name in message.regions or []:
         if name not in {r.name for r in config.regions}:
             raise InvalidMessage("unknown_region", f"{name!r} is not a region of the config")
+    targets = [config.region(name) for name in message.regions] if message.regions else config.regions
+
+    def read(region: Region) -> ReleaseRecord | TransientError:
         try:
-            records.append(ReleaseStore(connect(config.region(name)), app).read()[0])
-        except PermissionMissing as e:  # one region's missing grant must not block the rollback
-            denied.append(e)
-            log.error(PERMISSION_DENIED, unreadable_region=name, detail=str(e)[:300])
-        except ClusterUnreachable as e:
-            log.warning("region_unreachable", unreachable_region=name, detail=str(e)[:200])
-    if not records:
+            return ReleaseStore(connect(region), app).read()[0]
+        except (PermissionMissing, ClusterUnreachable) as e:  # logged with its region below
+            return e
+
+    def no_answer(region: Region, deadline: float) -> TransientError:
+        return ClusterUnreachable(f"{region.name}: no answer within {deadline:.0f} s")
+
+    records: list[ReleaseRecord] = []
+    unread: list[str] = []
+    denied: list[PermissionMissing] = []
+    for region, found in zip(
+        targets, each_region(targets, read, timed_out=no_answer, deadline=config.region_deadline_seconds), strict=True
+    ):
+        if isinstance(found, PermissionMissing):
+            denied.append(found)
+            log.error(PERMISSION_DENIED, unreadable_region=region.name, detail=str(found)[:300])
+        elif isinstance(found, TransientError):
+            log.warning("region_unreachable", unreachable_region=region.name, detail=str(found)[:200])
+        else:
+            records.append(found)
+            continue
+        unread.append(region.name)
+    if unread:
+        why = f"'previous' is not resolved while {', '.join(unread)} cannot be read ({PREVIOUS_NEEDS_EVERY_REGION})"
         if denied:
-            raise denied[0]  # named as what it is, so the operator grants it
-        raise TransientError("no target region could be read to resolve 'previous'")
+            raise PermissionMissing(f"{why}: {denied[0]}")  # named as what it is, so the operator grants it
+        raise TransientError(why)
     image = resolve_previous(records, app.repository)
     if image is None:
         raise InvalidMessage("no_previous_release", f"no region of {app.name} has an earlier good release")

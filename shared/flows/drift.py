@@ -37,10 +37,18 @@ from shared.adapters.release_store import ReleaseStore
 from shared.config import App, Config, Region
 from shared.contracts import ImageRef, TrafficHealReason
 from shared.drift import Difference, compare_object, list_repairs
-from shared.errors import PERMISSION_DENIED, ClusterUnreachable, PermanentError, PermissionMissing, RecordUnreadable
+from shared.errors import (
+    PERMISSION_DENIED,
+    ClusterUnreachable,
+    GeodeployError,
+    PermanentError,
+    PermissionMissing,
+    RecordUnreadable,
+)
+from shared.flows.regions import NO_ANSWER, each_region
 from shared.flows.traffic import find_oldest
 from shared.logs import BoundLogger
-from shared.releases import Release, stamp_order, stamped
+from shared.releases import Release, ReleaseRecord, stamp_order, stamped
 from shared.rendering import object_key, render_release
 from shared.traffic import (
     changed_fields,
@@ -134,13 +142,41 @@ def check_drift(
     """`request_traffic_heal` asks reconcile_traffic to heal Cloudflare (publishes a
     TrafficHealRequest); without it, nothing is asked and Cloudflare drift stays reported."""
     report = DriftReport(checked_at=now, heal=heal, regions=[])
-    for app in config.apps:
-        if apps and app.name not in apps:
-            continue
-        for region in config.regions:
-            if regions and region.name not in regions:
-                continue
-            result = _check_region(config, app, region, connect, heal)
+    checked_apps = [a for a in config.apps if not apps or a.name in apps]
+    checked_regions = [r for r in config.regions if not regions or r.name in regions]
+
+    def read(region: Region) -> _RegionRead:
+        return _read_region(checked_apps, region, connect)
+
+    def no_answer(region: Region, deadline: float) -> _RegionRead:
+        detail = f"no answer within {deadline:.0f} s"
+        return None, [
+            RegionDrift(a.name, region.name, RegionStatus.UNREACHABLE, reason=NO_ANSWER, detail=detail)
+            for a in checked_apps
+        ]
+
+    # The deadline is for reaching each region (its records). A region that answered is
+    # then compared and healed in full, however long that takes: a slow region is not
+    # an unreachable one, and no heal lands after the report that says it did not.
+    reached = each_region(checked_regions, read, timed_out=no_answer, deadline=config.region_deadline_seconds)
+    reads = {r.name: found for r, found in zip(checked_regions, reached, strict=True)}
+
+    def compare(region: Region) -> list[RegionDrift]:
+        kube, found = reads[region.name]
+        results: list[RegionDrift] = []
+        for app, item in zip(checked_apps, found, strict=True):
+            if isinstance(item, RegionDrift):
+                results.append(item)  # could not be read: reported as it is
+            else:
+                assert kube is not None  # the record was read through it
+                results.append(_check_release(config, app, region, kube, item, heal))
+        return results
+
+    checked = each_region(checked_regions, compare)
+    by_region = {r.name: results for r, results in zip(checked_regions, checked, strict=True)}
+    for index, app in enumerate(checked_apps):
+        for region in checked_regions:
+            result = by_region[region.name][index]
             report.regions.append(result)
             for d in result.differences:
                 log.warning("drift_detected", app=app.name, region=region.name, healed=result.healed, **d)
@@ -184,12 +220,44 @@ def _traffic_heal_reasons(config: Config, report: DriftReport) -> list[TrafficHe
     return reasons
 
 
-def _check_region(
-    config: Config, app: App, region: Region, connect: Callable[[Region], KubeClient], heal: bool
-) -> RegionDrift:
+# A region's client (None: it could not be reached) and, per app, its release record or
+# why the app could not be checked there.
+_RegionRead = tuple[KubeClient | None, list[ReleaseRecord | RegionDrift]]
+
+
+def _read_region(apps: list[App], region: Region, connect: Callable[[Region], KubeClient]) -> _RegionRead:
     try:
         kube = connect(region)
-        record, _ = ReleaseStore(kube, app).read()
+    except GeodeployError as e:
+        return None, [_not_checked(app, region, e) for app in apps]
+    found: list[ReleaseRecord | RegionDrift] = []
+    for app in apps:
+        try:
+            found.append(ReleaseStore(kube, app).read()[0])
+        except GeodeployError as e:
+            found.append(_not_checked(app, region, e))
+    return kube, found
+
+
+def _not_checked(app: App, region: Region, error: GeodeployError) -> RegionDrift:
+    """Why an app could not be checked in a region; an error of no known kind is raised."""
+    if isinstance(error, RecordUnreadable):
+        return RegionDrift(
+            app.name, region.name, RegionStatus.UNREADABLE, reason=error.reason, detail=error.detail[:300]
+        )
+    if isinstance(error, PermissionMissing):  # one region's missing grant must not stop the others' check
+        return RegionDrift(
+            app.name, region.name, RegionStatus.PERMISSION_DENIED, reason=PERMISSION_DENIED, detail=str(error)[:300]
+        )
+    if isinstance(error, (ClusterUnreachable, PermanentError)):
+        return RegionDrift(app.name, region.name, RegionStatus.UNREACHABLE, detail=str(error)[:200])
+    raise error
+
+
+def _check_release(
+    config: Config, app: App, region: Region, kube: KubeClient, record: ReleaseRecord, heal: bool
+) -> RegionDrift:
+    try:
         current = record.current
         if current is None:
             return RegionDrift(app.name, region.name, RegionStatus.NO_RELEASE)
@@ -206,14 +274,8 @@ def _check_region(
             if differences:
                 drifted.append((desired, differences))
                 result.differences += [d.as_dict() for d in differences]
-    except RecordUnreadable as e:
-        return RegionDrift(app.name, region.name, RegionStatus.UNREADABLE, reason=e.reason, detail=e.detail[:300])
-    except PermissionMissing as e:  # one region's missing grant must not stop the others' check
-        return RegionDrift(
-            app.name, region.name, RegionStatus.PERMISSION_DENIED, reason=PERMISSION_DENIED, detail=str(e)[:300]
-        )
-    except (ClusterUnreachable, PermanentError) as e:
-        return RegionDrift(app.name, region.name, RegionStatus.UNREACHABLE, detail=str(e)[:200])
+    except GeodeployError as e:
+        return _not_checked(app, region, e)
     if drifted:
         # From here on the differences are known: whatever the heal meets, they are reported.
         result.status = RegionStatus.DRIFTED

@@ -21,6 +21,7 @@ from shared.adapters.kube import KubeClient
 from shared.adapters.release_store import ReleaseStore
 from shared.config import Config, Region
 from shared.errors import PERMISSION_DENIED, ClusterUnreachable, PermanentError, PermissionMissing, RecordUnreadable
+from shared.flows.regions import NO_ANSWER, each_region
 from shared.logs import BoundLogger
 from shared.releases import ReleaseRecord
 from shared.traffic import (
@@ -70,6 +71,20 @@ def read_region_health(config: Config, region: Region, connect: Callable[[Region
     return replace(health, detail=unreadable.detail[:300]) if unreadable else health
 
 
+def read_every_region_health(config: Config, connect: Callable[[Region], KubeClient]) -> dict[str, RegionHealth]:
+    """Every region's health, read in parallel; a region that does not answer within the
+    deadline is unreachable (reason `no_answer`)."""
+    found = each_region(
+        config.regions,
+        lambda region: read_region_health(config, region, connect),
+        timed_out=lambda region, deadline: RegionHealth(
+            region.name, "unreachable", NO_ANSWER, detail=f"no answer within {deadline:.0f} s"
+        ),
+        deadline=config.region_deadline_seconds,
+    )
+    return {h.region: h for h in found}
+
+
 def reconcile_traffic(
     config: Config,
     *,
@@ -80,7 +95,7 @@ def reconcile_traffic(
 ) -> TrafficReport:
     """`pools_only`: only drain and restore pools (the scheduled run when drift healing is
     off), leaving any other hand edit in place for the drift check to report."""
-    health = {r.name: read_region_health(config, r, connect) for r in config.regions}
+    health = read_every_region_health(config, connect)
     writes_before = cloudflare.writes
     changes: list[str] = []
     if pools_only:

@@ -17,6 +17,7 @@ from shared.adapters.release_store import ReleaseStore
 from shared.config import App, Config, Region
 from shared.contracts import DeployResult, ImageRef
 from shared.errors import PermanentError, TransientError
+from shared.flows.regions import each_region
 from shared.flows.requests import send_deploy_requests
 from shared.logs import BoundLogger
 from shared.planning import plan_region_requests
@@ -80,28 +81,35 @@ def advance_waves(
 
 
 def _wave_status(result: DeployResult, app: App, config: Config, connect: Callable[[Region], KubeClient]) -> WaveStatus:
-    succeeded: list[str] = []
-    pending: list[str] = []
-    failed: list[str] = []
-    unknown: list[str] = []
-    for region in config.regions_in_wave(result.wave):
-        try:
-            record, _ = ReleaseStore(connect(region), app).read()
-        except TransientError:
-            unknown.append(region.name)  # unknown is not success, and not "will report later"
-            continue
-        except PermanentError:  # e.g. an unreadable record: it cannot succeed, so the wave halts
-            failed.append(region.name)
-            continue
-        # By image too, not only release id: one digest pushed under several tags is
-        # several releases, of which each region records only the first it saw.
-        release = record.find(result.release_id) or next(
-            (r for r in record.history if r.image == result.image and r.kind == "deploy"), None
-        )
-        if release is None or release.status in ("applying", "progressing"):
-            pending.append(region.name)
-        elif release.status == "succeeded":
-            succeeded.append(region.name)
-        else:
-            failed.append(region.name)
-    return WaveStatus(result.wave, succeeded, pending, failed, unknown)
+    regions = config.regions_in_wave(result.wave)
+    states = each_region(
+        regions,
+        lambda region: _region_state(result, app, region, connect),
+        timed_out=lambda _region, _deadline: _UNKNOWN,  # no answer is not success
+        deadline=config.region_deadline_seconds,
+    )
+    by_state: dict[str, list[str]] = {_SUCCEEDED: [], _PENDING: [], _FAILED: [], _UNKNOWN: []}
+    for region, state in zip(regions, states, strict=True):
+        by_state[state].append(region.name)
+    return WaveStatus(result.wave, by_state[_SUCCEEDED], by_state[_PENDING], by_state[_FAILED], by_state[_UNKNOWN])
+
+
+_SUCCEEDED, _PENDING, _FAILED, _UNKNOWN = "succeeded", "pending", "failed", "unknown"
+
+
+def _region_state(result: DeployResult, app: App, region: Region, connect: Callable[[Region], KubeClient]) -> str:
+    """Where the result's release stands in one region of its wave."""
+    try:
+        record, _ = ReleaseStore(connect(region), app).read()
+    except TransientError:
+        return _UNKNOWN  # unknown is not success, and not "will report later"
+    except PermanentError:  # e.g. an unreadable record: it cannot succeed, so the wave halts
+        return _FAILED
+    # By image too, not only release id: one digest pushed under several tags is
+    # several releases, of which each region records only the first it saw.
+    release = record.find(result.release_id) or next(
+        (r for r in record.history if r.image == result.image and r.kind == "deploy"), None
+    )
+    if release is None or release.status in ("applying", "progressing"):
+        return _PENDING
+    return _SUCCEEDED if release.status == "succeeded" else _FAILED

@@ -115,14 +115,18 @@ def test_a_heal_rbac_refuses_is_reported_per_object_and_the_check_goes_on(region
     assert regions.running("us-west1", "shop") == GOOD["shop"]  # the other object was healed
 
 
-def test_previous_is_resolved_from_the_regions_that_let_control_read(regions):
-    message = ControlMessage(version=1, action="rollback", app="shop", target="previous")
+def test_previous_waits_for_a_refusing_region_and_names_the_refusal(regions):
     # A second release everywhere, so "previous" means the first.
-    newer = ref("v2")
     for region in CONFIG.regions:
-        regions.release(region.name, "shop", newer, "shop-v2-release", issued_at=at(20))
+        regions.release(region.name, "shop", ref("v2"), "shop-v2-release", issued_at=at(20))
     regions.refused_region = REFUSING
-    assert _resolve_previous(message, CONFIG, regions.connect, LOG).reference == GOOD["shop"]  # type: ignore[arg-type]
+    everywhere = ControlMessage(version=1, action="rollback", app="shop", target="previous")
+    with pytest.raises(PermissionMissing, match=rf"while {REFUSING} cannot be read.*forbidden"):
+        _resolve_previous(everywhere, CONFIG, regions.connect, LOG)  # type: ignore[arg-type]
+    # Named, the regions control may read roll back without it.
+    others = [r.name for r in CONFIG.regions if r.name != REFUSING]
+    named = ControlMessage(version=1, action="rollback", app="shop", target="previous", regions=others)
+    assert _resolve_previous(named, CONFIG, regions.connect, LOG).reference == GOOD["shop"]  # type: ignore[arg-type]
 
 
 def test_previous_with_every_region_refusing_is_the_permission_error(regions):

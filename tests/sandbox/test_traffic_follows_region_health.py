@@ -100,6 +100,24 @@ def test_a_region_whose_control_plane_stops_is_drained_then_restored(sandbox, de
     assert _enabled(sandbox, config) == {"europe-west1": True, "us-west1": True, "asia-east1": True}
 
 
+def test_a_region_that_never_answers_is_given_up_on_at_the_deadline_and_drained(sandbox, deployed, faults):
+    """Black-holed (connections accepted, nothing answered), the region is read in parallel
+    with the others and counted unreachable at `region_deadline_seconds`."""
+    config = deployed
+    sandbox.set_cluster_mode(config, "asia-east1", "blackhole")
+    try:
+        logged = sandbox.reconcile_traffic(config)
+        assert logged["health"]["asia-east1"] == "unreachable:no_answer"
+        assert logged["health"]["europe-west1"].startswith("healthy")
+        assert _enabled(sandbox, config) == {"europe-west1": True, "us-west1": True, "asia-east1": False}
+    finally:
+        sandbox.set_cluster_mode(config, "asia-east1", "normal")
+    wait_until(
+        lambda: sandbox.reconcile_traffic(config)["health"]["asia-east1"].startswith("healthy"), 90, "asia-east1 back"
+    )
+    assert _enabled(sandbox, config) == {"europe-west1": True, "us-west1": True, "asia-east1": True}
+
+
 def test_with_every_region_but_one_down_that_pool_stays_enabled_and_never_none(sandbox, deployed):
     config = deployed
     for region in ("us-west1", "asia-east1"):
