@@ -12,11 +12,12 @@ on, when a region of the steered app was healed or Cloudflare drifted, the check
 reconcile_traffic for a reconcile (a TrafficHealRequest) after its own heals, so that
 reconcile reads the healed health.
 
-A region that cannot be reached is reported as unreachable, not as drifted; one whose
+A region that cannot be reached is reported as unreachable, not as drifted (reason
+no_answer when it did not answer within the config's region_deadline_seconds); one whose
 cluster refuses the check's identity (a missing grant) as permission_denied, naming what
 was refused; a region whose release record cannot be read (a hand edit) as unreadable,
-with the reason; a region
-whose release is still rolling out is skipped, so the check never fights a deploy. A heal
+with the reason; a region whose release is still rolling out is skipped, so the check
+never fights a deploy. A heal
 the API server refuses leaves the region drifted: the report keeps the differences and
 says why each object could not be healed. A heal that loses an optimistic-lock race
 compares that object again and heals once more. A deleted Service, HPA or PDB is
@@ -98,7 +99,7 @@ class RegionDrift:
     differences: list[Object] = field(default_factory=list)
     healed: bool = False
     detail: str = ""
-    reason: str = ""  # why the region could not be checked (unreadable, permission_denied)
+    reason: str = ""  # why the region could not be checked (unreadable, permission_denied, no_answer)
     # Objects a heal was asked for but could not repair: {"object", "reason", "detail"}.
     heal_failures: list[Object] = field(default_factory=list)
 
