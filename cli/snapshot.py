@@ -3,7 +3,6 @@ read. Regions are read in parallel, so one slow cluster does not slow the others
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -87,8 +86,9 @@ def read_regions(ctx: Context, regions: list[Region]) -> list[RegionSnapshot]:
         client = clients[region.name]
         return client if isinstance(client, RegionSnapshot) else read_region(ctx, region, client)
 
-    with ThreadPoolExecutor(max_workers=len(regions), thread_name_prefix="region") as pool:
-        return list(pool.map(read, regions))
+    from shared.flows.regions import each_region
+
+    return each_region(regions, read)  # the functions' parallel read, waiting for every region
 
 
 def _unreachable(ctx: Context, region: Region, e: Exception) -> RegionSnapshot:

@@ -17,12 +17,11 @@ no_answer when it did not answer within the config's region_deadline_seconds); o
 cluster refuses the check's identity (a missing grant) as permission_denied, naming what
 was refused; a region whose release record cannot be read (a hand edit) as unreadable,
 with the reason; a region whose release is still rolling out is skipped, so the check
-never fights a deploy. A heal
-the API server refuses leaves the region drifted: the report keeps the differences and
-says why each object could not be healed. A heal that loses an optimistic-lock race
-compares that object again and heals once more. A deleted Service, HPA or PDB is
-re-created; a deleted Deployment is not (a deploy or rollback re-creates it, ordered by
-its release), and the report says so.
+never fights a deploy. A heal the API server refuses leaves the region drifted: the
+report keeps the differences and says why each object could not be healed. A heal that
+loses an optimistic-lock race compares that object again and heals once more. A deleted
+Service, HPA or PDB is re-created; a deleted Deployment is not (a deploy or rollback
+re-creates it, ordered by its release), and the report says so.
 """
 
 from __future__ import annotations
