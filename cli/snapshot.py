@@ -67,28 +67,13 @@ def read_region(ctx: Context, region: Region, kube: KubeClient | None = None) ->
 
 
 def read_regions(ctx: Context, regions: list[Region]) -> list[RegionSnapshot]:
+    """Every region at once (the functions' parallel read), waiting for every region."""
     if len(regions) <= 1:
         return [read_region(ctx, r) for r in regions]
-    from shared.errors import ClusterUnreachable, PermanentError
-
-    # Connecting (one GKE call per cluster, then cached) happens here, in this thread: the
-    # client libraries import lazily, and parallel first imports can deadlock.
-    clients: dict[str, KubeClient | RegionSnapshot] = {}
-    for region in regions:
-        try:
-            clients[region.name] = ctx.connect(region)
-        except (ClusterUnreachable, PermanentError) as e:
-            clients[region.name] = _unreachable(ctx, region, e)
-    import kubernetes.client.exceptions  # noqa: F401  (imported by every call; see above)
-    import urllib3.exceptions  # noqa: F401
-
-    def read(region: Region) -> RegionSnapshot:
-        client = clients[region.name]
-        return client if isinstance(client, RegionSnapshot) else read_region(ctx, region, client)
-
     from shared.flows.regions import each_region
 
-    return each_region(regions, read)  # the functions' parallel read, waiting for every region
+    ctx.clusters  # noqa: B018  (built here, once, before the threads share it)
+    return each_region(regions, lambda region: read_region(ctx, region))
 
 
 def _unreachable(ctx: Context, region: Region, e: Exception) -> RegionSnapshot:

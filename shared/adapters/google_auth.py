@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-__all__ = ["access_token", "default_credentials"]
+__all__ = ["access_token", "call_google_api", "default_credentials", "google_error"]
 
 _SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 _lock = threading.Lock()
@@ -33,3 +33,22 @@ def access_token() -> str:
         if credentials.token_state is not TokenState.FRESH:
             credentials.refresh(Request())
         return str(credentials.token)
+
+
+def call_google_api(method: str, url: str, *, body: Any = None, timeout: float = 20, anonymous: bool = False) -> Any:
+    """One Google REST call as this instance's identity; returns the http.Answer.
+    `anonymous`: no token (the Pub/Sub emulator takes none). Connection faults raise."""
+    from shared.adapters import http
+
+    headers = {} if anonymous else {"Authorization": f"Bearer {access_token()}"}
+    return http.request(method, url, headers=headers, body=body, timeout=(5, timeout))
+
+
+def google_error(answer: Any) -> str:
+    """`STATUS: message` from Google's JSON error envelope (or the bare HTTP status)."""
+    try:
+        error = answer.json().get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
+    status = error.get("status") or f"HTTP {answer.status}"
+    return f"{status}: {str(error.get('message', ''))[:300]}"

@@ -1,4 +1,4 @@
-"""Secret Manager adapter: reads a secret's latest version, verifying its checksum.
+"""Secret Manager adapter: reads a secret's latest version over REST, verifying its checksum.
 
 The value is cached for the life of the function instance and never logged; it is
 registered with the log redactor as a last line of defence.
@@ -11,7 +11,6 @@ needed it is redelivered rather than acknowledged and lost.
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from shared.errors import SecretUnavailable, TransientError
 from shared.logs import register_secret
@@ -19,11 +18,13 @@ from shared.logs import register_secret
 __all__ = ["SecretReader"]
 
 
+SECRET_MANAGER_API = "https://secretmanager.googleapis.com"
+
+
 class SecretReader:
     def __init__(self, project: str, *, endpoint: str | None = None) -> None:
         self._project = project
         self._endpoint = endpoint
-        self._client: Any = None
         self._cache: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -39,35 +40,35 @@ class SecretReader:
             self._cache.pop(secret, None)
 
     def _access(self, secret: str) -> str:
+        import base64
+
         import google_crc32c
-        from google.api_core import exceptions as gexc
 
-        from shared.adapters.google_auth import default_credentials
+        from shared.adapters.google_auth import call_google_api, google_error
+        from shared.adapters.http import is_connection_error
 
-        if self._client is None:
-            from google.cloud import secretmanager
-
-            options = {"api_endpoint": self._endpoint} if self._endpoint else None
-            self._client = secretmanager.SecretManagerServiceClient(
-                credentials=default_credentials(), transport="rest", client_options=options
-            )
         name = f"projects/{self._project}/secrets/{secret}/versions/latest"
         try:
-            response = self._client.access_secret_version(name=name, timeout=20)
-        except gexc.NotFound:
-            raise SecretUnavailable(name, "NotFound: create the secret, or add or enable a version") from None
-        except (gexc.Forbidden, gexc.PermissionDenied):  # over REST a 403 is Forbidden
+            answer = call_google_api("GET", f"{self._endpoint or SECRET_MANAGER_API}/v1/{name}:access")
+        except Exception as e:
+            if is_connection_error(e):
+                raise TransientError(f"Secret Manager: {name}: {type(e).__name__}") from None
+            raise
+        if answer.status == 404:
+            raise SecretUnavailable(name, "NotFound: create the secret, or add or enable a version")
+        if answer.status == 403:
             raise SecretUnavailable(
                 name, "PermissionDenied: grant the function's service account roles/secretmanager.secretAccessor"
-            ) from None
-        except (gexc.FailedPrecondition, gexc.BadRequest):
-            # Over REST a disabled or destroyed version is a 400 (FAILED_PRECONDITION).
-            raise SecretUnavailable(name, "the version is disabled or destroyed: enable it or add one") from None
-        except (gexc.GoogleAPICallError, gexc.RetryError, OSError) as e:
-            raise TransientError(f"Secret Manager: {name}: {type(e).__name__}") from None
-        data = response.payload.data
-        # The client does not check dataCrc32c; a corrupted payload must not be used.
-        if response.payload.data_crc32c and google_crc32c.value(data) != response.payload.data_crc32c:
+            )
+        if answer.status == 400:  # FAILED_PRECONDITION: the version is disabled or destroyed
+            raise SecretUnavailable(name, "the version is disabled or destroyed: enable it or add one")
+        if not answer.ok:
+            raise TransientError(f"Secret Manager: {name}: {google_error(answer)}")
+        payload = answer.json().get("payload") or {}
+        data = base64.b64decode(payload.get("data", ""))
+        # Checked as the client libraries do not: a corrupted payload must not be used.
+        checksum = payload.get("dataCrc32c")
+        if checksum and google_crc32c.value(data) != int(checksum):
             raise TransientError(f"Secret Manager: {name}: payload checksum mismatch")
         value = data.decode().strip()
         register_secret(value)

@@ -1,4 +1,4 @@
-"""CloudflareLB itself, against the Cloudflare stand-in over HTTP, through the real SDK: the
+"""CloudflareLB itself, against the Cloudflare stand-in over HTTP (its own REST calls): the
 traps test_standins.py shows the bare SDK falling into are defended against here.
 
 - credentials in the environment (CLOUDFLARE_API_TOKEN, CLOUDFLARE_EMAIL + CLOUDFLARE_API_KEY,
