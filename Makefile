@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 
 .PHONY: demo test test-core lint venv binaries tools sandbox-up sandbox-down clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
