@@ -151,12 +151,13 @@ class _Run:
                 return self._supersede(decision.own, record, version, decision.reason)
             return self._report("superseded", decision.reason, image=self.request.image)
         if decision.action is Action.DUPLICATE:
-            self.log.info("duplicate_ignored", reason=decision.reason, image=decision.image)
             if decision.confirm and decision.release is not None:
                 confirmed = decision.release.model_copy(
                     update={"confirmed_by": self.request.release_id, "confirmed_at": self.request.issued_at}
                 )
                 self.store.write(record.updated(confirmed), version)  # a conflict re-decides
+            # Logged once the decision stands (after a conflict it is made again).
+            self.log.info("duplicate_ignored", reason=decision.reason, image=decision.image)
             if decision.release is not None and decision.release.status == "succeeded":
                 # Already running: say so, so a wave waiting on this region can go on. (While
                 # the release is still rolling out, its own call will report.)
