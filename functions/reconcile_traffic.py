@@ -8,13 +8,14 @@ once its own heals are done, gets a full reconcile that rewrites them.
 
 A full reconcile reads the current state, so one that started after a deploy result or
 a heal request was published already covers it: such a message is acked without another
-reconcile (logged `traffic_reconcile_coalesced`). A burst of N results then costs a few
-reconciles, not N (each reading every region). The start time is kept in the instance;
-a new instance simply reconciles again."""
+reconcile (logged `traffic_reconcile_coalesced`). A burst of N results then costs at most
+two reconciles, not N (each reading every region). Each full reconcile's start is kept
+in the instance and recorded in a ConfigMap in the fallback region, so a new instance
+(or a second one, should Cloud Run briefly run two) coalesces against it too."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -28,9 +29,6 @@ if TYPE_CHECKING:
     from shared.adapters.cloudflare_lb import CloudflareLB
 
 
-# Clocks of the publisher and of this instance may differ a little: only a result
-# published this long before the last full reconcile started counts as covered by it.
-COALESCE_MARGIN = timedelta(milliseconds=250)
 _last_full_reconcile_started: datetime | None = None
 
 
@@ -57,6 +55,7 @@ def cloudflare_client() -> CloudflareLB:
 
 def _handle(data: dict[str, Any], event: EventInfo, log: BoundLogger) -> None:
     from shared.contracts import TrafficHealRequest, parse_drift_topic_message
+    from shared.flows.traffic import covering_reconcile_anywhere, record_reconcile_start
     from shared.flows.traffic import reconcile_traffic as reconcile
     from shared.settings import load_instance_config
 
@@ -74,11 +73,20 @@ def _handle(data: dict[str, Any], event: EventInfo, log: BoundLogger) -> None:
             # beat check_drift to them; it reports them, then asks for the heal.
             pools_only = True
     global _last_full_reconcile_started
-    covered_since = _last_full_reconcile_started
-    if not pools_only and covered_since is not None and event.published_at < covered_since - COALESCE_MARGIN:
-        log.info("traffic_reconcile_coalesced", covered_by_reconcile_started=covered_since.isoformat())
-        return
+    if not pools_only:
+        covered_by = covering_reconcile_anywhere(
+            config,
+            event.published_at,
+            this_instance=_last_full_reconcile_started,
+            connect=_wiring.connect,
+            log=log,
+        )
+        if covered_by is not None:
+            _last_full_reconcile_started = max(covered_by, _last_full_reconcile_started or covered_by)
+            log.info("traffic_reconcile_coalesced", covered_by_reconcile_started=covered_by.isoformat())
+            return
     started = datetime.now(UTC)
-    reconcile(config, connect=_wiring.connect, cloudflare=cloudflare_client(), log=log, pools_only=pools_only)
+    report = reconcile(config, connect=_wiring.connect, cloudflare=cloudflare_client(), log=log, pools_only=pools_only)
     if not pools_only:
         _last_full_reconcile_started = started
+        record_reconcile_start(config, started, report, connect=_wiring.connect, log=log)

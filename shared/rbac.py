@@ -18,6 +18,7 @@ from shared.config import App, Config, Region
 from shared.releases import record_name
 from shared.rendering import MANAGED_BY, render_namespace
 from shared.topology import KubeRule, Names, functions_of, service_account_email
+from shared.traffic import reconcile_mark_name
 
 __all__ = ["render_rbac"]
 
@@ -49,7 +50,12 @@ def render_rbac(config: Config, region: Region) -> list[Object]:
 
 
 def _rules(rules: list[KubeRule], app: App) -> list[Object]:
-    names = {Names.RECORD: [record_name(app.name)], Names.APP: [app.name], Names.ANY: []}
+    names = {
+        Names.RECORD: [record_name(app.name)],
+        Names.APP: [app.name],
+        Names.RECONCILE_MARK: [reconcile_mark_name(app.name)],
+        Names.ANY: [],
+    }
     return [_rule(r, names[r.names]) for r in rules]
 
 

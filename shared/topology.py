@@ -32,6 +32,7 @@ class Names:
     RECORD = "record"  # the app's release-record ConfigMap
     APP = "app"  # the app's own objects (Deployment, Service, HPA, PDB share its name)
     NAMESPACE = "namespace"  # the app's Namespace
+    RECONCILE_MARK = "reconcile-mark"  # reconcile-traffic's record of its last full reconcile
     ANY = "any"  # unlimited: a create names no object at authorization time
 
 
@@ -70,7 +71,13 @@ KUBE_DRIFT = (
     # is a deploy's, ordered by its release).
     *(KubeRule(group, resource, ("get", "patch", "create"), Names.APP) for group, resource in _APPLIED),
 )
-KUBE_TRAFFIC = (_READ_RECORD, KubeRule("apps", "deployments", ("get",), Names.APP))
+KUBE_TRAFFIC = (
+    _READ_RECORD,
+    KubeRule("apps", "deployments", ("get",), Names.APP),
+    # The coalescing mark: read, and server-side applied (its first apply is a create of
+    # that name), so no other ConfigMap can be written.
+    KubeRule("", "configmaps", ("get", "patch", "create"), Names.RECONCILE_MARK),
+)
 KUBE_RECORDS = (_READ_RECORD,)
 
 

@@ -12,6 +12,7 @@ Safety rules (docs/architecture.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from shared.config import Config, Region
@@ -20,18 +21,27 @@ from shared.releases import ReleaseRecord
 from shared.rollout import RolloutPhase, evaluate_rollout
 
 __all__ = [
+    "RECONCILE_MARK_KEY",
     "RegionHealth",
     "assess_region",
     "changed_fields",
     "choose_enabled_pools",
+    "covering_reconcile",
     "desired_load_balancer",
     "desired_monitor",
     "desired_pool",
     "monitor_description",
+    "reconcile_mark_name",
+    "reconcile_mark_started",
 ]
 
 Object = dict[str, Any]
 HealthState = Literal["healthy", "unhealthy", "unreachable"]
+
+# Clocks of a publisher and of a reconciling instance may differ a little: only an event
+# published this long before a full reconcile started counts as covered by it.
+COALESCE_MARGIN = timedelta(milliseconds=250)
+RECONCILE_MARK_KEY = "full-reconcile-started"
 
 
 @dataclass(frozen=True)
@@ -175,3 +185,27 @@ def _normalize(key: str, value: Any) -> Any:
     if key == "header" and value is None:
         return {}
     return value
+
+
+def covering_reconcile(published_at: datetime, *started: datetime | None) -> datetime | None:
+    """The start of a full reconcile that began after the event was published, so read
+    the state the event reports (level-triggered: nothing is left to do for it)."""
+    covering = [t for t in started if t is not None and published_at < t - COALESCE_MARGIN]
+    return max(covering, default=None)
+
+
+def reconcile_mark_name(app_name: str) -> str:
+    """The ConfigMap, in the fallback region, where every reconcile-traffic instance
+    records when the last full reconcile started."""
+    return f"geodeploy-traffic-{app_name}"
+
+
+def reconcile_mark_started(obj: Object | None) -> datetime | None:
+    """The recorded start, or None when there is none or it cannot be read (then the
+    event is simply reconciled: a lost mark costs one reconcile, never a missed one)."""
+    value = ((obj or {}).get("data") or {}).get(RECONCILE_MARK_KEY)
+    try:
+        started = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return started if started.tzinfo is not None else None

@@ -1,8 +1,12 @@
 """reconcile_traffic's job: make Cloudflare's geo load balancer match the regions' real
 health.
 
-    read every region's health → monitor → one pool per region (drain / restore) →
-    load balancer → remove duplicates → compare with Cloudflare's own health view
+    read every region's health → drain the pools that must stop serving → monitor →
+    one pool per region (restore, other fields) → load balancer → remove duplicates →
+    compare with Cloudflare's own health view
+
+Drains are the first writes of a reconcile: a region that went bad stops taking traffic
+before anything else is touched (or retried).
 
 Objects are found by name (the monitor by its description), so a retried reconcile never
 creates duplicates; each object that differs gets one PATCH of the changed fields; a
@@ -14,28 +18,48 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from shared.adapters.cloudflare_lb import CloudflareLB
 from shared.adapters.kube import KubeClient
 from shared.adapters.release_store import ReleaseStore
 from shared.config import Config, Region
-from shared.errors import PERMISSION_DENIED, ClusterUnreachable, PermanentError, PermissionMissing, RecordUnreadable
+from shared.errors import (
+    PERMISSION_DENIED,
+    ClusterUnreachable,
+    PermanentError,
+    PermissionMissing,
+    RecordUnreadable,
+    TransientError,
+)
 from shared.flows.regions import NO_ANSWER, each_region
 from shared.logs import BoundLogger
 from shared.releases import ReleaseRecord
+from shared.rendering import MANAGED_BY
 from shared.traffic import (
+    RECONCILE_MARK_KEY,
     RegionHealth,
     assess_region,
     changed_fields,
     choose_enabled_pools,
+    covering_reconcile,
     desired_load_balancer,
     desired_monitor,
     desired_pool,
     monitor_description,
+    reconcile_mark_name,
+    reconcile_mark_started,
 )
 
-__all__ = ["TrafficReport", "find_oldest", "read_region_health", "reconcile_traffic"]
+__all__ = [
+    "TrafficReport",
+    "covering_reconcile_anywhere",
+    "find_oldest",
+    "read_region_health",
+    "reconcile_traffic",
+    "record_reconcile_start",
+]
 
 Object = dict[str, Any]
 
@@ -134,12 +158,32 @@ def _steer_pools(
 ) -> tuple[dict[str, list[Object]], dict[str, bool]]:
     by_name = _group_by(cloudflare.list_pools(), "name")
     enabled = _serving(config, health, by_name)
+    drained = _drain_first(config, cloudflare, by_name, enabled, changes)
     for region in config.regions:
         pool = _first(by_name.get(region.cloudflare.pool, []))
-        if pool and pool.get("enabled") != enabled[region.name]:
+        if pool and region.name not in drained and pool.get("enabled") != enabled[region.name]:
             cloudflare.edit_pool(str(pool["id"]), {"enabled": enabled[region.name]})
             changes.append(f"{'enabled' if enabled[region.name] else 'drained'} pool {region.cloudflare.pool}")
     return by_name, enabled
+
+
+def _drain_first(
+    config: Config,
+    cloudflare: CloudflareLB,
+    by_name: dict[str, list[Object]],
+    enabled: dict[str, bool],
+    changes: list[str],
+) -> set[str]:
+    """Disables the pools of regions that must stop serving, before any other write;
+    returns those regions."""
+    drained = set()
+    for region in config.regions:
+        pool = _first(by_name.get(region.cloudflare.pool, []))
+        if pool and pool.get("enabled") and not enabled[region.name]:
+            cloudflare.edit_pool(str(pool["id"]), {"enabled": False})
+            changes.append(f"drained pool {region.cloudflare.pool}")
+            drained.add(region.name)
+    return drained
 
 
 def _serving(config: Config, health: dict[str, RegionHealth], by_name: dict[str, list[Object]]) -> dict[str, bool]:
@@ -151,10 +195,11 @@ def _serving(config: Config, health: dict[str, RegionHealth], by_name: dict[str,
 def _converge(
     config: Config, cloudflare: CloudflareLB, health: dict[str, RegionHealth], changes: list[str]
 ) -> tuple[dict[str, list[Object]], dict[str, bool], str]:
-    """Everything as the config says: monitor, pools (drained or not), load balancer."""
-    monitor_id, monitors = _ensure_monitor(config, cloudflare, changes)
+    """Everything as the config says: drains first, then monitor, pools, load balancer."""
     by_name = _group_by(cloudflare.list_pools(), "name")
     enabled = _serving(config, health, by_name)
+    drained = _drain_first(config, cloudflare, by_name, enabled, changes)
+    monitor_id, monitors = _ensure_monitor(config, cloudflare, changes)
     pool_ids: dict[str, str] = {}
 
     def pool_creator(name: str) -> Callable[[Object], Object]:
@@ -162,10 +207,11 @@ def _converge(
 
     for region in config.regions:
         desired = desired_pool(region, monitor_id, enabled[region.name])
+        live = _first(by_name.get(region.cloudflare.pool, []))
         pool_ids[region.name] = _ensure(
             f"pool {region.cloudflare.pool}",
             desired,
-            _first(by_name.get(region.cloudflare.pool, [])),
+            {**live, "enabled": False} if region.name in drained else live,
             create=pool_creator(region.cloudflare.pool),
             edit=cloudflare.edit_pool,
             changes=changes,
@@ -273,3 +319,92 @@ def _first(objects: list[Object]) -> Object:
 def find_oldest(objects: list[Object], key: str, value: str) -> Object | None:
     """The object geodeploy manages under that name: the oldest, if a lost create left twins."""
     return next(iter(_group_by(objects, key).get(value, [])), None)
+
+
+# --- coalescing: one full reconcile covers every event published before it started ---------
+
+# The mark only saves work: when the fallback region is slow, the event is reconciled
+# rather than made to wait for it (a black-holed region must cost one deadline in total).
+_MARK_DEADLINE_SECONDS = 1.0
+
+
+def covering_reconcile_anywhere(
+    config: Config,
+    published_at: datetime,
+    *,
+    this_instance: datetime | None,
+    connect: Callable[[Region], KubeClient],
+    log: BoundLogger,
+) -> datetime | None:
+    """The start of a full reconcile, by this instance or any other, that began after
+    `published_at`; None if the event still needs one. The other instances' latest start
+    is read from the mark in the fallback region (only when this instance's own does not
+    cover the event); a mark that cannot be read within a second counts as none: the
+    event is reconciled."""
+    covered = covering_reconcile(published_at, this_instance)
+    if covered is not None:
+        return covered
+    return covering_reconcile(published_at, _read_mark(config, connect, log))
+
+
+def record_reconcile_start(
+    config: Config,
+    started: datetime,
+    report: TrafficReport,
+    *,
+    connect: Callable[[Region], KubeClient],
+    log: BoundLogger,
+) -> None:
+    """Records when a full reconcile started, for every instance to coalesce against.
+    Best effort: the reconcile is done; a mark not written costs a later event one more
+    reconcile, never a missed one, so a failure is logged, not raised (raising would
+    redeliver an event that was handled). Not tried when the reconcile found the fallback
+    region unreachable."""
+    fallback = config.fallback_region
+    if report.health[fallback.name].state == "unreachable":
+        log.warning("reconcile_mark_not_written", mark_region=fallback.name, detail="the region is unreachable")
+        return
+    app = config.app(config.cloudflare.app)
+    mark = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": reconcile_mark_name(app.name),
+            "namespace": app.namespace,
+            "labels": {"app.kubernetes.io/managed-by": MANAGED_BY},
+        },
+        "data": {RECONCILE_MARK_KEY: started.isoformat()},
+    }
+
+    def write(region: Region) -> str:
+        try:
+            connect(region).apply(mark)
+        except (TransientError, PermanentError) as e:
+            return str(e)[:300]
+        return ""
+
+    [problem] = each_region(
+        [fallback],
+        write,
+        timed_out=lambda _region, deadline: f"no answer within {deadline:.0f} s",
+        deadline=_MARK_DEADLINE_SECONDS,
+    )
+    if problem:
+        log.warning("reconcile_mark_not_written", mark_region=fallback.name, detail=problem)
+
+
+def _read_mark(config: Config, connect: Callable[[Region], KubeClient], log: BoundLogger) -> datetime | None:
+    app = config.app(config.cloudflare.app)
+
+    def read(region: Region) -> datetime | None:
+        try:
+            obj = connect(region).get("v1", "ConfigMap", reconcile_mark_name(app.name), app.namespace)
+        except (TransientError, PermanentError) as e:
+            log.warning("reconcile_mark_unread", mark_region=region.name, detail=str(e)[:300])
+            return None
+        return reconcile_mark_started(obj)
+
+    [started] = each_region(
+        [config.fallback_region], read, timed_out=lambda _r, _d: None, deadline=_MARK_DEADLINE_SECONDS
+    )
+    return started

@@ -105,7 +105,12 @@ def test_rules_name_exactly_the_apps_record_and_objects(config: Config) -> None:
         app = next(a for a in config.apps if a.namespace == role["metadata"]["namespace"])
         for rule in role["rules"]:
             if rule["resources"] == ["configmaps"] and "resourceNames" in rule:
-                assert rule["resourceNames"] == [f"geodeploy-releases-{app.name}"]
+                record, mark = f"geodeploy-releases-{app.name}", f"geodeploy-traffic-{app.name}"
+                assert rule["resourceNames"] in ([record], [mark]), rule
+                if rule["resourceNames"] == [mark]:  # only reconcile-traffic writes it, and nothing else
+                    assert role["metadata"]["name"].endswith("-traffic"), role["metadata"]
+                else:
+                    assert set(rule["verbs"]) <= {"get", "update"}, rule
             elif "resourceNames" in rule:
                 assert rule["resourceNames"] == [app.name], rule
 
@@ -131,7 +136,8 @@ EXPECTED_VERBS = {
         ("autoscaling", "horizontalpodautoscalers"): {"get", "patch", "create"},
         ("policy", "poddisruptionbudgets"): {"get", "patch", "create"},
     },
-    "traffic": {("", "configmaps"): {"get"}, ("apps", "deployments"): {"get"}},
+    # configmaps: get the release record; get and apply its own coalescing mark
+    "traffic": {("", "configmaps"): {"get", "patch", "create"}, ("apps", "deployments"): {"get"}},
     "control": {("", "configmaps"): {"get"}},
     "waves": {("", "configmaps"): {"get"}},
     "image_pushed": {},
