@@ -9,16 +9,21 @@ held requests, the audit log), killed function workers and restarted control pla
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sandbox.emulator import ensure_pull_subscription, publish, pull
 from sandbox.fault_proxy import FaultProxyControl
-from sandbox.stack import Sandbox
+from sandbox.stack import REPO, Sandbox
 from shared.config import Config
 from shared.releases import ReleaseRecord
 
@@ -196,6 +201,45 @@ class SandboxDriver:
     def restart_function(self, config: Config | Path, function: str) -> None:
         """SIGKILLs the function's arbiter and workers and starts it again on its port."""
         self.sandbox.restart_function(self._path(config), function)
+
+    def down_function(self, config: Config | Path, function: str) -> None:
+        """Takes a function down until restart_function: its pushes fail and are retried."""
+        self.sandbox.down_function(self._path(config), function)
+
+    def fresh_instance(
+        self, config: Config, function: str, topic: str, message: dict[str, Any], python_flags: tuple[str, ...] = ()
+    ) -> subprocess.CompletedProcess[str]:
+        """Handles one event in a new process of `function` (its entry point, identity and
+        environment), as a second Cloud Run instance or a cold start would; see
+        sandbox/fresh_instance.py for what it prints. Raises if the handler raised."""
+        from shared.topology import functions_of, service_account_email
+
+        path = self._path(config)
+        spec = next(f for f in functions_of(config) if f.name == function)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDFLARE_")}
+        env.update(self.sandbox.env_for(path))
+        env["GOOGLE_APPLICATION_CREDENTIALS"] = str(
+            self.sandbox.credentials[service_account_email(config, spec.identity)]
+        )
+        if spec.region:
+            env["GEODEPLOY_REGION"] = spec.region
+        now = datetime.now(UTC)
+        event = {
+            "entry": spec.entry_point,
+            "id": f"fresh-{function}-{now.timestamp()}",
+            "source": f"//pubsub.googleapis.com/projects/{config.project}/topics/{topic}",
+            "time": now.isoformat().replace("+00:00", "Z"),
+            "data": base64.b64encode(json.dumps(message).encode()).decode(),
+        }
+        return subprocess.run(
+            [sys.executable, *python_flags, "-m", "sandbox.fresh_instance", json.dumps(event)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
 
     def _path(self, config: Config | Path) -> Path:
         if isinstance(config, Path):

@@ -377,6 +377,11 @@ class Sandbox:
         """SIGKILLs the function's workers; returns the fresh workers' pids once they serve."""
         return self.functions[Path(config_path).resolve()].kill(function)
 
+    def down_function(self, config_path: Path, function: str) -> None:
+        """SIGKILLs the function's whole process group and leaves it down: pushes to it
+        fail and Pub/Sub keeps retrying them, until restart_function brings it back."""
+        self.functions[Path(config_path).resolve()].process(function).kill()
+
     def restart_function(self, config_path: Path, function: str) -> None:
         """SIGKILLs the function's whole process group and starts it again on its port."""
         self.functions[Path(config_path).resolve()].restart(function)

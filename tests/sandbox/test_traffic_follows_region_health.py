@@ -260,3 +260,84 @@ def test_a_burst_of_results_is_coalesced_into_a_few_reconciles(sandbox, shop, de
     full = [e for e in done if e["event"] == "traffic_reconciled"]
     print(f"10 results: {len(full)} full reconcile(s), {len(done) - len(full)} coalesced")
     assert 1 <= len(full) < 10
+
+
+def test_a_drain_is_the_first_write_of_a_reconcile(sandbox, deployed):
+    """A region going bad stops taking traffic before anything else is written: here the
+    monitor was also hand-edited, and its repair comes after the drain."""
+    config = deployed
+    cloudflare = sandbox.sandbox.cloudflare
+    [monitor], pools, _ = _ours(cloudflare.state(), config)
+    _cloudflare_patch(sandbox, config, f"monitors/{monitor['id']}", {"path": "/hand-edited"})
+    sandbox.stop_region(config, "asia-east1")
+    try:
+        cloudflare.reset_requests()
+        logged = sandbox.reconcile_traffic(config)
+        writes = [(e["method"], e["path"].rsplit("/load_balancers/", 1)[-1]) for e in cloudflare.requests()["log"]
+                  if e["method"] != "GET"]  # fmt: skip
+        asia = pools["shop-asia-east1"][0]["id"]
+        assert writes == [("PATCH", f"pools/{asia}"), ("PATCH", f"monitors/{monitor['id']}")], logged["changes"]
+        assert _enabled(sandbox, config)["asia-east1"] is False
+    finally:
+        sandbox.start_region(config, "asia-east1")
+    wait_until(
+        lambda: sandbox.reconcile_traffic(config)["health"]["asia-east1"].startswith("healthy"), 90, "asia-east1 back"
+    )
+    assert _enabled(sandbox, config)["asia-east1"] is True
+
+
+def test_results_queued_while_down_are_covered_by_another_instances_reconcile(sandbox, shop, deployed):
+    """Each full reconcile's start is recorded in the fallback region, so whichever
+    instance handles an event, a reconcile that started after it was published covers it.
+    Results published while reconcile-traffic is down, then a second instance (a fresh
+    process of the function) reconciling: the restarted instance reconciles none of them."""
+    path, config = shop
+    function = f"{config.name}-reconcile-traffic"
+    nudge = {
+        "version": 1, "release_id": "traffic-queued", "app": "shop", "region": "us-west1", "kind": "deploy",
+        "status": "progressing", "trigger": {"type": "manual", "event_id": "queued"},
+        "issued_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:00Z",
+    }  # fmt: skip
+    sandbox.down_function(config, function)
+    try:
+        queued = {sandbox.publish(config, config.topics.results, nudge) for _ in range(5)}
+        other = sandbox.fresh_instance(config, function, config.topics.results, nudge)
+        [reconciled] = [e for e in _json_lines(other.stdout) if e.get("event") == "traffic_reconciled"]
+    finally:
+        sandbox.restart_function(config, function)
+    fallback = config.fallback_region.name
+    mark = sandbox.get(config, fallback, "configmap", "geodeploy-traffic-shop", "shop")
+    started = mark["data"]["full-reconcile-started"]
+
+    def handled() -> list[dict]:
+        done = [e for e in sandbox.log_events(path, function) if e.get("event_id") in queued
+                and e.get("event") in ("traffic_reconciled", "traffic_reconcile_coalesced")]  # fmt: skip
+        return done if {e["event_id"] for e in done} == queued else []
+
+    done = wait_until(handled, 90, "every queued result handled by the restarted instance")
+    assert [e["event"] for e in done] == ["traffic_reconcile_coalesced"] * len(queued)
+    # Covered by the other instance's reconcile (or one later still), never by nothing.
+    assert all(e["covered_by_reconcile_started"] >= started for e in done), (started, done)
+    assert reconciled["writes"] == 0
+
+
+def _json_lines(text: str) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def _cloudflare_patch(sandbox, config, what: str, fields: dict) -> None:
+    """A hand edit in Cloudflare's dashboard: a PATCH of one load-balancing object."""
+    import json
+    import urllib.request
+
+    base = sandbox.sandbox.urls["cloudflare"] + f"/client/v4/accounts/{config.cloudflare.account_id}"
+    request = urllib.request.Request(
+        f"{base}/load_balancers/{what}",
+        data=json.dumps(fields).encode(),
+        method="PATCH",
+        headers={"Authorization": f"Bearer {sandbox.sandbox.cloudflare_token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.loads(response.read())["success"] is True

@@ -1,0 +1,429 @@
+"""Scale benchmarks at 1, 3 and 6 regions, geodeploy side by side with the seed's pipeline.
+
+    python bench/scale.py [--regions 1,3,6] [--rounds 3]
+
+For each region count, one sandbox (that many control planes) serves both, alternating
+round by round:
+- geodeploy: a push published on `gcr` → every region's Deployment Available, split into
+  its own shares from the functions' logs: fan-out (publish → last region's apply start),
+  Available → result published (per region, the worst), result → Cloudflare settled (last
+  result → end of the reconcile that covered it);
+- the seed's pipeline: its deploy job body per region, all regions at once: the manifests
+  with the image substituted (the seed's `sed`), `kubectl apply -f`, then `kubectl rollout
+  status` in a loop with `sleep 1`; its gcloud set-up (auth, get-credentials) left out.
+  It deploys the same objects into a namespace of its own, so the two never fight;
+- Kubernetes requests per region deploy, counted in the fault proxy's audit log (every
+  request on its way to the API server), watches apart, geodeploy against the seed;
+- reconciles, region reads and Cloudflare requests per push.
+
+Then cold starts: per function, a fresh process importing what it needs and handling one
+real event against the sandbox: wall time, import time beyond functions-framework, peak
+RSS. Results are appended to bench/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from sandbox.driver import SandboxDriver, digest_for  # noqa: E402
+from sandbox.stack import Sandbox  # noqa: E402
+
+# Six regions, each with its own share of Cloudflare's geo regions.
+SIX = [
+    ("europe-west1", "europe-west1-b", ["WEU", "ME", "NAF"]),
+    ("us-west1", "us-west1-a", ["WNAM", "NSAM"]),
+    ("asia-east1", "asia-east1-a", ["SEAS", "NEAS", "OC"]),
+    ("us-east1", "us-east1-b", ["ENAM", "SSAM"]),
+    ("europe-north1", "europe-north1-a", ["EEU", "SAF"]),
+    ("asia-south1", "asia-south1-a", ["SAS"]),
+]
+SEED_NAMESPACE = "seed"
+
+
+def write_config(regions: int, directory: Path) -> Path:
+    config = yaml.safe_load((REPO / "config" / "sandbox.yaml").read_text())
+    config["regions"] = [
+        {
+            "name": name,
+            "cluster": {"location": location, "name": f"shop-{name}"},
+            "static_ip": {"name": f"shop-{name}", "address": f"192.0.2.{10 * (i + 1)}"},
+            "cloudflare": {"pool": f"shop-{name}", "geo_regions": geo},
+        }
+        for i, (name, location, geo) in enumerate(SIX[:regions])
+    ]
+    path = directory / f"scale{regions}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--regions", default="1,3,6")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    lines = [f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — scale, {platform.node()}, {_machine()}", ""]
+    lines.append("`python bench/scale.py` (medians, min–max in brackets, rounds alternating geodeploy and seed)")
+    lines.append("")
+    lines.append(
+        "| regions | geodeploy push → all Available | seed pipeline | fan-out (publish → last apply start) "
+        "| Available → result | result → Cloudflare settled | reconciles / region reads / Cloudflare requests "
+        "per push | kube requests per region deploy: geodeploy / seed |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|")
+    cold: list[str] = []
+    for count in [int(n) for n in args.regions.split(",")]:
+        row, cold_rows = _one_size(count, args.rounds, want_cold=count == 3)
+        lines.append(row)
+        cold += cold_rows
+        print(row, flush=True)
+    lines += ["", *cold, ""]
+    results = REPO / "bench" / "results.md"
+    head, _, rest = results.read_text().partition("\n## ")
+    results.write_text(head.rstrip() + "\n\n" + "\n".join(lines) + ("\n## " + rest if rest else ""))
+    print("\n".join(lines))
+    return 0
+
+
+def _one_size(count: int, rounds: int, *, want_cold: bool) -> tuple[str, list[str]]:
+    state = Path(tempfile.mkdtemp(prefix=f"geodeploy-scale{count}-"))
+    path = write_config(count, state)
+    stack = Sandbox([path], state, progress=lambda _: None).start()
+    try:
+        driver = SandboxDriver(stack)
+        _, config = driver.config(path.stem)
+        regions = [r.name for r in config.regions]
+        seed = SeedPipeline(stack, config, state)
+        # A first push brings every region to a release (cold instances warm up); not counted.
+        _geodeploy_push(driver, config, path, regions, "warm-up")
+        seed.deploy(digest_for("seed-warm-up"))
+        samples: dict[str, list[float]] = {}
+        for n in range(rounds):
+            for key, value in _geodeploy_push(driver, config, path, regions, f"round-{n}").items():
+                samples.setdefault(key, []).append(value)
+            started = time.monotonic()
+            requests = seed.deploy(digest_for(f"seed-{n}-{time.time()}"))
+            samples.setdefault("seed", []).append(time.monotonic() - started)
+            samples.setdefault("seed_requests", []).append(requests)
+        cold = _cold_starts(stack, driver, config, path) if want_cold else []
+    finally:
+        stack.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+    def cell(key: str, unit: str = " s", digits: int = 2) -> str:
+        values = samples[key]
+        return f"{statistics.median(values):.{digits}f}{unit} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+    row = (
+        f"| {count} | {cell('push')} | {cell('seed')} | {cell('fan_out')} | {cell('available_to_result')} "
+        f"| {cell('result_to_settled')} | {statistics.median(samples['reconciles']):.0f} / "
+        f"{statistics.median(samples['region_reads']):.0f} / {statistics.median(samples['cloudflare']):.0f} "
+        f"| {cell('kube_requests', '', 0)} / {cell('seed_requests', '', 0)} |"
+    )
+    return row, cold
+
+
+def _geodeploy_push(driver: SandboxDriver, config: Any, path: Path, regions: list[str], label: str) -> dict[str, float]:
+    stack = driver.sandbox
+    mark = driver.audit_mark()
+    stack.cloudflare.reset_requests()
+    logs_before = {fn: len(driver.log_events(path, fn)) for fn in _functions(config)}
+    digest = digest_for(f"{label}-{time.time()}")
+    image = f"{config.apps[0].repository}@{digest}"
+    published = time.time()
+    started = time.monotonic()
+    driver.push_image(config, digest, tag="v1.0.0")
+    driver.wait_for_image(config, regions, image, timeout=180)
+    push = time.monotonic() - started
+    driver.wait_for_traffic_settled(config, timeout=120)
+    time.sleep(0.5)  # let the last log lines land
+    new = {fn: driver.log_events(path, fn)[logs_before[fn] :] for fn in _functions(config)}
+
+    def times(events: list[dict[str, Any]], name: str, **match: Any) -> list[float]:
+        return [
+            _epoch(e["time"])
+            for e in events
+            if e.get("event") == name
+            and all(e.get(k) == v for k, v in match.items())
+            and e.get("image", image) == image
+        ]
+
+    apply_starts, available, result_at = [], [], []
+    for region in regions:
+        events = new[f"{config.name}-deploy-{region}"]
+        apply_starts += times(events, "release_claimed")
+        complete = times(events, "rollout_progress", phase="complete")
+        done = times(events, "result_published", status="succeeded")
+        if complete and done:
+            available.append(done[-1] - complete[-1])
+            result_at.append(done[-1])
+    traffic = new[f"{config.name}-reconcile-traffic"]
+    reconciled = [_epoch(e["time"]) for e in traffic if e.get("event") == "traffic_reconciled"]
+    last_result = max(result_at)
+    settled = min((t for t in reconciled if t >= last_result), default=max(reconciled, default=last_result))
+    deploy_requests = [
+        e
+        for region in regions
+        for e in driver.audit(config, region, since=mark)
+        if "watch=true" not in str(e.get("query")) and "/namespaces/shop/" in e["path"]
+    ]
+    reads = [e for e in deploy_requests if e["method"] == "GET"]
+    central_reads = len(reconciled) * len(regions)  # each reconcile reads every region once
+    return {
+        "push": push,
+        "fan_out": max(apply_starts) - published,
+        "available_to_result": max(available),
+        "result_to_settled": settled - last_result,
+        "reconciles": float(len(reconciled)),
+        "region_reads": float(central_reads),
+        "cloudflare": float(stack.cloudflare.requests()["total"]),
+        # What the deploy functions sent, per region: everything minus the central reads
+        # (a region read is a GET of the Deployment and one of the release record).
+        "kube_requests": (len(deploy_requests) - 2 * central_reads) / len(regions),
+        "_reads": float(len(reads)),
+    }
+
+
+class SeedPipeline:
+    """The seed's deploy job per region, all regions at once, through the fault proxy (so
+    its requests are counted in the same audit log as geodeploy's)."""
+
+    def __init__(self, stack: Sandbox, config: Any, state: Path) -> None:
+        from shared.rendering import render_release
+
+        self.stack, self.config, self.state = stack, config, state
+        self.regions = [r.name for r in config.regions]
+        app = config.apps[0]
+        self.kubeconfigs: dict[str, Path] = {}
+        self.templates: dict[str, list[dict[str, Any]]] = {}
+        for region in config.regions:
+            objects = render_release(config, app, region, "__IMAGE__").objects
+            self.templates[region.name] = [_into_seed_namespace(o) for o in objects]
+            self.kubeconfigs[region.name] = self._kubeconfig(region)
+
+    def _kubeconfig(self, region: Any) -> Path:
+        cluster = self.stack.clusters.clusters[region.cluster.name]
+        endpoint = self.stack.proxy_endpoints[region.cluster.name]
+        ca = base64.b64encode(cluster.ca_pem.encode()).decode()
+        kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "c", "cluster": {"server": f"https://{endpoint}", "certificate-authority-data": ca}}],
+            "users": [{"name": "u", "user": {"token": self.stack.access_token}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "c",
+        }
+        path = self.state / f"seed-{region.name}.kubeconfig"
+        path.write_text(json.dumps(kubeconfig))
+        return path
+
+    def deploy(self, digest: str) -> float:
+        """Deploys to every region at once; returns the Kubernetes requests per region."""
+        image = f"{self.config.apps[0].repository}@{digest}"
+        mark = self.stack.fault_proxy.audit_mark()
+        threads = [threading.Thread(target=self._job, args=(region, image)) for region in self.regions]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        entries = [
+            e
+            for e in self.stack.fault_proxy.audit(since=mark)["entries"]
+            if f"/namespaces/{SEED_NAMESPACE}" in e["path"] or e["path"].startswith(("/api", "/openapi"))
+        ]
+        seed_only = [e for e in entries if "/namespaces/shop/" not in e["path"] and "watch=true" not in str(e["query"])]
+        return len(seed_only) / len(self.regions)
+
+    def _job(self, region: str, image: str) -> None:
+        manifest = self.state / f"seed-{region}.yaml"
+        documents = json.loads(json.dumps(self.templates[region]).replace("__IMAGE__", image))  # the seed's sed
+        manifest.write_text(yaml.safe_dump_all(documents))
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfigs[region])}
+        kubectl = ["kubectl", "--cache-dir", str(self.state / f"kubecache-{region}")]
+        subprocess.run([*kubectl, "apply", "-f", str(manifest)], env=env, check=True, capture_output=True)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            status = subprocess.run(
+                [*kubectl, "-n", SEED_NAMESPACE, "rollout", "status", "deployment/shop", "--watch=false"],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            if "successfully rolled out" in status.stdout:
+                return
+            time.sleep(1)
+        raise RuntimeError(f"seed pipeline: {region} did not roll out")
+
+
+def _into_seed_namespace(obj: dict[str, Any]) -> dict[str, Any]:
+    copy = json.loads(json.dumps(obj))
+    if copy["kind"] == "Namespace":
+        copy["metadata"]["name"] = SEED_NAMESPACE
+    else:
+        copy["metadata"]["namespace"] = SEED_NAMESPACE
+    return copy
+
+
+COLD_START = r"""
+import json, resource, sys, time
+t0 = time.perf_counter()
+import functions_framework
+t_ff = time.perf_counter()
+import main
+from cloudevents.http import CloudEvent
+t_main = time.perf_counter()
+spec = json.loads(sys.argv[1])
+event = CloudEvent({"id": spec["id"], "source": spec["source"], "type": "google.cloud.pubsub.topic.v1.messagePublished",
+                    "time": spec["time"]}, {"message": {"data": spec["data"], "messageId": spec["id"]}})
+getattr(main, spec["entry"])(event)
+t_event = time.perf_counter()
+print(json.dumps({"ff": t_ff - t0, "main": t_main - t_ff, "event": t_event - t_main,
+                  "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _cold_starts(stack: Sandbox, driver: SandboxDriver, config: Any, path: Path) -> list[str]:
+    """Each function in a fresh interpreter (bytecode cached, as a deployed image has it)
+    handling one real event; imports beyond functions-framework from -X importtime."""
+    from shared.topology import functions_of
+
+    region = config.regions[0].name
+    app = config.apps[0]
+
+    def deploy_request(n: int) -> dict[str, Any]:
+        """A new release each run, so each run really deploys."""
+        from shared.contracts import ImageRef, Trigger
+        from shared.planning import plan_region_requests
+
+        digest = digest_for(f"cold-{n}-{time.time()}")
+        [request] = plan_region_requests(
+            config,
+            app,
+            release_id=f"cold-{digest[7:19]}",
+            image=ImageRef(app.repository, digest),
+            trigger=Trigger(type="push", event_id=f"cold-{n}"),
+            issued_at=datetime.now(UTC),
+            regions=[region],
+        )
+        return dict(json.loads(request.to_bytes()))
+
+    events: dict[str, tuple[str, Any]] = {
+        "on_image_pushed": (
+            config.topics.images,
+            lambda n: {"action": "INSERT", "digest": f"{app.repository}@{digest_for(f'p{n}{time.time()}')}"},
+        ),
+        "deploy_region": (config.deploy_topic(region), deploy_request),
+        "reconcile_traffic": (config.topics.results, lambda n: driver.results(config)[-1]),
+        "check_drift": (config.topics.drift, lambda n: {"version": 1, "heal": False}),
+        "on_deploy_result": (config.topics.results, lambda n: driver.results(config)[-1]),
+    }
+    lines = [
+        "Cold start per function (3 regions): a fresh process imports functions-framework and main.py, "
+        "then handles one real event against the sandbox; median of 3.",
+        "",
+        "| function | event | wall | imports beyond functions-framework | first event (with its lazy imports) "
+        "| peak RSS |",
+        "|---|---|---|---|---|---|",
+    ]
+    for entry, (topic, make) in events.items():
+        fn = next(f for f in functions_of(config) if f.entry_point == entry and f.region in (None, region))
+        env = {**os.environ, **stack.env_for(path)}
+        env["GOOGLE_APPLICATION_CREDENTIALS"] = str(stack.credentials[_email(config, fn)])
+        if fn.region:
+            env["GEODEPLOY_REGION"] = fn.region
+        env = {k: v for k, v in env.items() if not k.startswith("CLOUDFLARE_")}
+        runs = []
+        for n in range(3):
+            spec = {
+                "id": f"cold-{entry}-{n}-{time.time()}",
+                "source": f"//pubsub.googleapis.com/projects/{config.project}/topics/{topic}",
+                "time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                "data": base64.b64encode(json.dumps(make(n)).encode()).decode(),
+                "entry": entry,
+            }
+            started = time.monotonic()
+            done = subprocess.run(
+                [sys.executable, "-X", "importtime", "-c", COLD_START, json.dumps(spec)],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            wall = time.monotonic() - started
+            if done.returncode != 0:
+                raise RuntimeError(f"{entry}: {done.stderr[-2000:]}")
+            figures = json.loads(done.stdout.strip().splitlines()[-1])
+            figures["wall"] = wall
+            figures["imports"] = _imports_after_ff(done.stderr)
+            runs.append(figures)
+
+        def med(key: str, runs: list[dict[str, Any]] = runs) -> float:
+            return statistics.median(r[key] for r in runs)
+
+        lines.append(
+            f"| {entry} | {topic} | {med('wall'):.2f} s | {med('imports'):.2f} s | {med('event'):.2f} s "
+            f"| {med('rss_mib'):.0f} MiB |"
+        )
+    return lines
+
+
+def _imports_after_ff(importtime: str) -> float:
+    """Seconds of top-level imports after functions_framework's, from -X importtime."""
+    total, after = 0, False
+    for line in importtime.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _, cumulative, name = line.split("|")
+        if name.startswith("  "):
+            continue  # nested: counted in its parent
+        name = name.strip()
+        if after:
+            total += int(cumulative.strip())
+        if name == "functions_framework":
+            after = True
+    return total / 1e6
+
+
+def _email(config: Any, fn: Any) -> str:
+    from shared.topology import service_account_email
+
+    return service_account_email(config, fn.identity)
+
+
+def _functions(config: Any) -> list[str]:
+    from shared.topology import functions_of
+
+    return [fn.name for fn in functions_of(config)]
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def _machine() -> str:
+    cpus = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    mem = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    return f"{cpus} CPUs, {int(mem.split()[1]) // 1024 // 1024} GiB, Python {platform.python_version()}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
