@@ -57,6 +57,7 @@ SIX = [
     ("asia-south1", "asia-south1-a", ["SAS"]),
 ]
 SEED_NAMESPACE = "seed"
+PLACEHOLDER = "sha256:" + "0" * 64  # the seed's __IMAGE__, as a digest so the renderer takes it
 
 
 def write_config(regions: int, directory: Path) -> Path:
@@ -83,19 +84,30 @@ def main() -> int:
     lines = [f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — scale, {platform.node()}, {_machine()}", ""]
     lines.append("`python bench/scale.py` (medians, min–max in brackets, rounds alternating geodeploy and seed)")
     lines.append("")
-    lines.append(
-        "| regions | geodeploy push → all Available | seed pipeline | fan-out (publish → last apply start) "
-        "| Available → result | result → Cloudflare settled | reconciles / region reads / Cloudflare requests "
-        "per push | kube requests per region deploy: geodeploy / seed |"
-    )
-    lines.append("|---|---|---|---|---|---|---|---|")
-    cold: list[str] = []
+    timings, counts, cold = [], [], []
     for count in [int(n) for n in args.regions.split(",")]:
-        row, cold_rows = _one_size(count, args.rounds, want_cold=count == 3)
-        lines.append(row)
+        (timing, counted), cold_rows = _one_size(count, args.rounds, want_cold=count == 3)
+        timings.append(timing)
+        counts.append(counted)
         cold += cold_rows
-        print(row, flush=True)
-    lines += ["", *cold, ""]
+        print(timing, counted, sep="\n", flush=True)
+    lines += [
+        "| regions | geodeploy push → all Available | seed pipeline | fan-out: publish → last apply start "
+        "| Available → result published | geodeploy's own (fan-out + Available → result) "
+        "| last result → Cloudflare settled |",
+        "|---|---|---|---|---|---|---|",
+        *timings,
+        "",
+        "Requests per push, from the fault proxy's audit log by User-Agent (watch streams apart):",
+        "",
+        "| regions | Kubernetes requests per region deploy: geodeploy | the seed's kubectl | full reconciles "
+        "| traffic's Deployment reads | wave function's reads | Cloudflare requests |",
+        "|---|---|---|---|---|---|---|",
+        *counts,
+        "",
+        *cold,
+        "",
+    ]
     results = REPO / "bench" / "results.md"
     head, _, rest = results.read_text().partition("\n## ")
     results.write_text(head.rstrip() + "\n\n" + "\n".join(lines) + ("\n## " + rest if rest else ""))
@@ -123,7 +135,7 @@ def _one_size(count: int, rounds: int, *, want_cold: bool) -> tuple[str, list[st
             requests = seed.deploy(digest_for(f"seed-{n}-{time.time()}"))
             samples.setdefault("seed", []).append(time.monotonic() - started)
             samples.setdefault("seed_requests", []).append(requests)
-        cold = _cold_starts(stack, driver, config, path) if want_cold else []
+        cold = _cold_starts(driver, config) if want_cold else []
     finally:
         stack.stop()
         shutil.rmtree(state, ignore_errors=True)
@@ -132,13 +144,15 @@ def _one_size(count: int, rounds: int, *, want_cold: bool) -> tuple[str, list[st
         values = samples[key]
         return f"{statistics.median(values):.{digits}f}{unit} ({min(values):.{digits}f}–{max(values):.{digits}f})"
 
-    row = (
+    timing = (
         f"| {count} | {cell('push')} | {cell('seed')} | {cell('fan_out')} | {cell('available_to_result')} "
-        f"| {cell('result_to_settled')} | {statistics.median(samples['reconciles']):.0f} / "
-        f"{statistics.median(samples['region_reads']):.0f} / {statistics.median(samples['cloudflare']):.0f} "
-        f"| {cell('kube_requests', '', 0)} / {cell('seed_requests', '', 0)} |"
+        f"| {cell('overhead')} | {cell('result_to_settled')} |"
     )
-    return row, cold
+    counts = (
+        f"| {count} | {cell('kube_requests', '', 1)} | {cell('seed_requests', '', 1)} | {cell('reconciles', '', 0)} "
+        f"| {cell('region_reads', '', 0)} | {cell('wave_reads', '', 0)} | {cell('cloudflare', '', 0)} |"
+    )
+    return (timing, counts), cold
 
 
 def _geodeploy_push(driver: SandboxDriver, config: Any, path: Path, regions: list[str], label: str) -> dict[str, float]:
@@ -179,26 +193,31 @@ def _geodeploy_push(driver: SandboxDriver, config: Any, path: Path, regions: lis
     reconciled = [_epoch(e["time"]) for e in traffic if e.get("event") == "traffic_reconciled"]
     last_result = max(result_at)
     settled = min((t for t in reconciled if t >= last_result), default=max(reconciled, default=last_result))
-    deploy_requests = [
-        e
-        for region in regions
-        for e in driver.audit(config, region, since=mark)
-        if "watch=true" not in str(e.get("query")) and "/namespaces/shop/" in e["path"]
+    # Who sent what, from the User-Agent each request carried (`geodeploy (<function>)`).
+    by_agent: dict[str, list[dict[str, Any]]] = {}
+    for region in regions:
+        for e in driver.audit(config, region, since=mark):
+            if "watch=true" not in str(e.get("query")):
+                by_agent.setdefault(str(e.get("agent")), []).append(e)
+    deploys = sum(len(by_agent.get(f"geodeploy ({config.name}-deploy-{r})", [])) for r in regions)
+    if os.environ.get("BENCH_VERBOSE"):
+        for agent, entries in sorted(by_agent.items()):
+            print(agent, [f"{e['method']} {e['path'].rsplit('/', 2)[-2:]}" for e in entries], file=sys.stderr)
+    region_reads = [
+        e for e in by_agent.get(f"geodeploy ({config.name}-reconcile-traffic)", []) if "deployments" in e["path"]
     ]
-    reads = [e for e in deploy_requests if e["method"] == "GET"]
-    central_reads = len(reconciled) * len(regions)  # each reconcile reads every region once
+    wave_reads = by_agent.get(f"geodeploy ({config.name}-on-deploy-result)", [])
     return {
         "push": push,
         "fan_out": max(apply_starts) - published,
         "available_to_result": max(available),
+        "overhead": max(apply_starts) - published + max(available),
         "result_to_settled": settled - last_result,
         "reconciles": float(len(reconciled)),
-        "region_reads": float(central_reads),
+        "region_reads": float(len(region_reads)),
+        "wave_reads": float(len(wave_reads)),
         "cloudflare": float(stack.cloudflare.requests()["total"]),
-        # What the deploy functions sent, per region: everything minus the central reads
-        # (a region read is a GET of the Deployment and one of the release record).
-        "kube_requests": (len(deploy_requests) - 2 * central_reads) / len(regions),
-        "_reads": float(len(reads)),
+        "kube_requests": deploys / len(regions),
     }
 
 
@@ -207,6 +226,7 @@ class SeedPipeline:
     its requests are counted in the same audit log as geodeploy's)."""
 
     def __init__(self, stack: Sandbox, config: Any, state: Path) -> None:
+        from shared.contracts import ImageRef
         from shared.rendering import render_release
 
         self.stack, self.config, self.state = stack, config, state
@@ -215,7 +235,7 @@ class SeedPipeline:
         self.kubeconfigs: dict[str, Path] = {}
         self.templates: dict[str, list[dict[str, Any]]] = {}
         for region in config.regions:
-            objects = render_release(config, app, region, "__IMAGE__").objects
+            objects = render_release(config, app, region, ImageRef(app.repository, PLACEHOLDER)).objects
             self.templates[region.name] = [_into_seed_namespace(o) for o in objects]
             self.kubeconfigs[region.name] = self._kubeconfig(region)
 
@@ -246,15 +266,15 @@ class SeedPipeline:
             thread.join()
         entries = [
             e
-            for e in self.stack.fault_proxy.audit(since=mark)["entries"]
-            if f"/namespaces/{SEED_NAMESPACE}" in e["path"] or e["path"].startswith(("/api", "/openapi"))
+            for e in self.stack.fault_proxy.audit(since=mark)
+            if str(e.get("agent")).startswith("kubectl") and "watch=true" not in str(e.get("query"))
         ]
-        seed_only = [e for e in entries if "/namespaces/shop/" not in e["path"] and "watch=true" not in str(e["query"])]
-        return len(seed_only) / len(self.regions)
+        return len(entries) / len(self.regions)
 
     def _job(self, region: str, image: str) -> None:
         manifest = self.state / f"seed-{region}.yaml"
-        documents = json.loads(json.dumps(self.templates[region]).replace("__IMAGE__", image))  # the seed's sed
+        placeholder = f"{self.config.apps[0].repository}@{PLACEHOLDER}"
+        documents = json.loads(json.dumps(self.templates[region]).replace(placeholder, image))  # the seed's sed
         manifest.write_text(yaml.safe_dump_all(documents))
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfigs[region])}
         kubectl = ["kubectl", "--cache-dir", str(self.state / f"kubecache-{region}")]
@@ -282,25 +302,7 @@ def _into_seed_namespace(obj: dict[str, Any]) -> dict[str, Any]:
     return copy
 
 
-COLD_START = r"""
-import json, resource, sys, time
-t0 = time.perf_counter()
-import functions_framework
-t_ff = time.perf_counter()
-import main
-from cloudevents.http import CloudEvent
-t_main = time.perf_counter()
-spec = json.loads(sys.argv[1])
-event = CloudEvent({"id": spec["id"], "source": spec["source"], "type": "google.cloud.pubsub.topic.v1.messagePublished",
-                    "time": spec["time"]}, {"message": {"data": spec["data"], "messageId": spec["id"]}})
-getattr(main, spec["entry"])(event)
-t_event = time.perf_counter()
-print(json.dumps({"ff": t_ff - t0, "main": t_main - t_ff, "event": t_event - t_main,
-                  "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
-
-
-def _cold_starts(stack: Sandbox, driver: SandboxDriver, config: Any, path: Path) -> list[str]:
+def _cold_starts(driver: SandboxDriver, config: Any) -> list[str]:
     """Each function in a fresh interpreter (bytecode cached, as a deployed image has it)
     handling one real event; imports beyond functions-framework from -X importtime."""
     from shared.topology import functions_of
@@ -345,34 +347,12 @@ def _cold_starts(stack: Sandbox, driver: SandboxDriver, config: Any, path: Path)
     ]
     for entry, (topic, make) in events.items():
         fn = next(f for f in functions_of(config) if f.entry_point == entry and f.region in (None, region))
-        env = {**os.environ, **stack.env_for(path)}
-        env["GOOGLE_APPLICATION_CREDENTIALS"] = str(stack.credentials[_email(config, fn)])
-        if fn.region:
-            env["GEODEPLOY_REGION"] = fn.region
-        env = {k: v for k, v in env.items() if not k.startswith("CLOUDFLARE_")}
         runs = []
         for n in range(3):
-            spec = {
-                "id": f"cold-{entry}-{n}-{time.time()}",
-                "source": f"//pubsub.googleapis.com/projects/{config.project}/topics/{topic}",
-                "time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-                "data": base64.b64encode(json.dumps(make(n)).encode()).decode(),
-                "entry": entry,
-            }
             started = time.monotonic()
-            done = subprocess.run(
-                [sys.executable, "-X", "importtime", "-c", COLD_START, json.dumps(spec)],
-                cwd=REPO,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            wall = time.monotonic() - started
-            if done.returncode != 0:
-                raise RuntimeError(f"{entry}: {done.stderr[-2000:]}")
+            done = driver.fresh_instance(config, fn.name, topic, make(n), python_flags=("-X", "importtime"))
             figures = json.loads(done.stdout.strip().splitlines()[-1])
-            figures["wall"] = wall
+            figures["wall"] = time.monotonic() - started
             figures["imports"] = _imports_after_ff(done.stderr)
             runs.append(figures)
 
@@ -401,12 +381,6 @@ def _imports_after_ff(importtime: str) -> float:
         if name == "functions_framework":
             after = True
     return total / 1e6
-
-
-def _email(config: Any, fn: Any) -> str:
-    from shared.topology import service_account_email
-
-    return service_account_email(config, fn.identity)
 
 
 def _functions(config: Any) -> list[str]:

@@ -17,9 +17,17 @@ if TYPE_CHECKING:
 
 
 @lru_cache(maxsize=1)
+def _identified() -> None:
+    from shared.adapters.http import identify
+
+    identify(load_settings().service)
+
+
+@lru_cache(maxsize=1)
 def publisher() -> Publisher:
     from shared.adapters.pubsub import Publisher
 
+    _identified()
     return Publisher(load_instance_config().project)
 
 
@@ -35,6 +43,7 @@ def clusters() -> ClusterConnector:
         if _clusters is None:
             from shared.adapters.gke import ClusterConnector
 
+            _identified()
             config = load_instance_config()
             _clusters = ClusterConnector(
                 config.project, field_manager=config.field_manager, gke_endpoint=load_settings().gke_endpoint
@@ -50,4 +59,5 @@ def connect(region: Region) -> KubeClient:
 def secrets() -> SecretReader:
     from shared.adapters.secrets import SecretReader
 
+    _identified()
     return SecretReader(load_instance_config().project, endpoint=load_settings().secret_manager_endpoint)

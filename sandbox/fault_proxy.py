@@ -43,9 +43,9 @@ reset, and the audit log says `upstream_unreachable`.
 
 The audit log keeps the last AUDIT_LIMIT requests in arrival order: `seq`, `mono`
 (CLOCK_MONOTONIC, comparable with `time.monotonic()` of any process on the machine),
-`time`, `cluster`, `method`, `path`, `query`, `status` (what the client got, if any),
-`fault` (the action applied, or `upstream_unreachable`), `rule`, `ms` and, for
-PATCH/PUT/POST bodies, `images` (spec.template.spec.containers) and `annotations`
+`time`, `cluster`, `method`, `path`, `query`, `agent` (the User-Agent), `status` (what
+the client got, if any), `fault` (the action applied, or `upstream_unreachable`), `rule`,
+`ms` and, for PATCH/PUT/POST bodies, `images` (spec.template.spec.containers) and `annotations`
 (metadata.annotations) when present.
 
 Control API (plain HTTP, `FaultProxyControl`), under /__standin:
@@ -476,6 +476,7 @@ class FaultProxy(StandinServer):
             "method": req.method,
             "path": req.path,
             "query": req.query,
+            "agent": next((v for k, v in req.headers if k.lower() == "user-agent"), None),
             "status": None,
             "fault": None,
             "rule": None,

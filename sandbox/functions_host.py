@@ -83,6 +83,7 @@ class FunctionsHost:
     def _env(self, spec: FunctionSpec) -> dict[str, str]:
         env = {**os.environ, **self.base_env, **spec.env}
         env["PYTHONUNBUFFERED"] = "1"  # prints reach the log while the test still waits
+        env["K_SERVICE"] = spec.name  # as Cloud Run names the service it runs
         if spec.threads is not None:
             env["THREADS"] = str(spec.threads)
         if spec.workers is not None:

@@ -26,6 +26,7 @@ class Settings:
     gke_endpoint: str | None  # e.g. http://127.0.0.1:9100 (sandbox); None: container.googleapis.com
     secret_manager_endpoint: str | None
     cloudflare_base_url: str | None  # None: https://api.cloudflare.com/client/v4
+    service: str | None = None  # K_SERVICE, Cloud Run's name for this function: its User-Agent
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -36,6 +37,7 @@ class Settings:
             gke_endpoint=env.get("GEODEPLOY_GKE_ENDPOINT") or None,
             secret_manager_endpoint=env.get("GEODEPLOY_SECRET_MANAGER_ENDPOINT") or None,
             cloudflare_base_url=env.get("GEODEPLOY_CLOUDFLARE_BASE_URL") or None,
+            service=env.get("K_SERVICE") or None,
         )
 
 

@@ -123,9 +123,9 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "keys": lambda m: sorted(m),
     "length": len,
     "lower": str.lower,
-    "max": max,
+    "max": lambda *numbers: max(numbers),  # Terraform's: max(1) is 1, not Python's error
     "merge": _merge,
-    "min": min,
+    "min": lambda *numbers: min(numbers),
     "one": _one,
     "replace": _replace,
     "setproduct": lambda *sets: [list(p) for p in _product([[v for _, v in _sorted_items(s)] for s in sets])],

@@ -16,12 +16,20 @@ from urllib.parse import urlencode
 
 import urllib3
 
-__all__ = ["Answer", "is_connection_error", "request", "stream"]
+__all__ = ["Answer", "identify", "is_connection_error", "request", "stream"]
 
 Timeout = tuple[float, float]  # (connect, read) seconds
 
 _pools: dict[str | None, urllib3.PoolManager] = {}
 _lock = threading.Lock()
+_user_agent = "geodeploy"
+
+
+def identify(service: str | None) -> None:
+    """Names the caller in every request's User-Agent (`geodeploy (<function>)`), so API
+    servers' audit logs tell the functions apart."""
+    global _user_agent
+    _user_agent = f"geodeploy ({service})" if service else "geodeploy"
 
 
 class Answer:
@@ -67,7 +75,7 @@ def _send(
     ca_pem: str | None,
     preload: bool,
 ) -> urllib3.BaseHTTPResponse:
-    sent = dict(headers or {})
+    sent = {"User-Agent": _user_agent, **(headers or {})}
     payload: bytes | None = None
     if body is not None:
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()

@@ -222,20 +222,23 @@ class _Run:
         report. A refusal on the way fails the release (and rolls it back); a newer
         release that reached the Deployment first supersedes it."""
         try:
+            applied = None
             if release.status == "applying":  # new, or the call that claimed it died before applying
-                apply_release(
+                applied = apply_release(
                     self.deployer.kube, self.deployer._render(self.app, release.image), self.app, self.log, release
                 )
                 release = release.model_copy(update={"status": "progressing"})
                 record, version = self._record(release, record, version)
-            return self._watch_and_finish(release, record, version)
+            return self._watch_and_finish(release, record, version, applied)
         except Superseded as e:
             return self._supersede(release, record, version, NEWER_RELEASE_APPLIED, str(e))
         except PermanentError as e:
             return self._refused(release, record, version, e)
 
-    def _watch_and_finish(self, release: Release, record: ReleaseRecord, version: str | None) -> DeployResult | None:
-        state = self._watch(release)
+    def _watch_and_finish(
+        self, release: Release, record: ReleaseRecord, version: str | None, applied: dict[str, Any] | None = None
+    ) -> DeployResult | None:
+        state = self._watch(release, applied)
         if state.phase is RolloutPhase.COMPLETE and release.rollback_of:
             state = self._bake(release)
         if state.phase is RolloutPhase.PROGRESSING:
@@ -337,7 +340,8 @@ class _Run:
         self.log.warning("automatic_rollback_started", image=target.image, failed_image=failed.image)
         return self._roll_out(rollback, record, version)
 
-    def _watch(self, release: Release) -> RolloutState:
+    def _watch(self, release: Release, applied: dict[str, Any] | None = None) -> RolloutState:
+        """`applied`: the Deployment as our apply returned it, the watch's starting point."""
         min_available = self.app.manifests.min_available
         last_message = [""]
 
@@ -356,6 +360,7 @@ class _Run:
                 until=lambda d: _is_settled(d, release, min_available),
                 deadline=self.deadline,
                 on_change=progressed,
+                start=applied,
             )
             if final is None or _runs(final, release):
                 return evaluate_rollout(final, min_available, release.applied_at)
@@ -368,7 +373,7 @@ class _Run:
             if (stamp is not None and stamp > release.order) or newer_claim:
                 raise Superseded(f"the Deployment now runs {_image_of(final)}")
             self.log.warning("release_reapplied", detail=f"the Deployment ran {_image_of(final)}, an older release")
-            apply_release(
+            applied = apply_release(
                 self.deployer.kube, self.deployer._render(self.app, release.image), self.app, self.log, release
             )
         raise TransientError(f"the Deployment kept being replaced while {release.image} rolled out")
@@ -478,15 +483,19 @@ def _is_settled(deployment: dict | None, release: Release, min_available: int) -
     return evaluate_rollout(deployment, min_available, release.applied_at).done
 
 
-def apply_release(kube: KubeClient, rendered: RenderedRelease, app: App, log: BoundLogger, release: Release) -> None:
+def apply_release(
+    kube: KubeClient, rendered: RenderedRelease, app: App, log: BoundLogger, release: Release
+) -> dict[str, Any] | None:
     """Server-side-applies every object, the Namespace first. The Deployment carries the
     release's stamp and is applied only if no newer release's stamp is on it, guarded by
     the resourceVersion just read (raises Superseded otherwise). A Deployment created now
     is scaled once to the HPA's minimum, as the HPA would, so the first rollout does not
-    wait for the HPA's first sync; the HPA owns `replicas` from then on."""
+    wait for the HPA's first sync; the HPA owns `replicas` from then on. Returns the
+    Deployment as the apply left it (None when a scale followed: watch from a fresh read)."""
     deployment = rendered.find("Deployment")
     name = deployment["metadata"]["name"]
     existed: bool | None = None  # as first read: a Deployment created now gets its initial scale
+    applied: dict[str, Any] | None = None
     for obj in rendered.objects:
         if obj is not deployment:
             kube.apply(obj)
@@ -502,7 +511,7 @@ def apply_release(kube: KubeClient, rendered: RenderedRelease, app: App, log: Bo
                     # A create is the only write with no resourceVersion to guard it: POST
                     # it, so a racing first release fails (409) instead of overwriting.
                     live = kube.create(stamped(deployment, release, None))
-                kube.apply(stamped(deployment, release, live))
+                applied = kube.apply(stamped(deployment, release, live))
                 break
             except KubeConflict:
                 continue  # the controller or the HPA moved it (or a racing apply): read again
@@ -515,6 +524,7 @@ def apply_release(kube: KubeClient, rendered: RenderedRelease, app: App, log: Bo
             app.manifests.min_replicas,
             manager=kube.field_manager + INITIAL_SCALE_MANAGER_SUFFIX,
         )
+        applied = None
     log.info(
         "manifests_applied",
         objects=[object_key(o) for o in rendered.objects],
@@ -522,3 +532,4 @@ def apply_release(kube: KubeClient, rendered: RenderedRelease, app: App, log: Bo
         field_manager=kube.field_manager,
         release_stamp=release.release_id,
     )
+    return applied

@@ -358,8 +358,8 @@ def record_reconcile_start(
     """Records when a full reconcile started, for every instance to coalesce against.
     Best effort: the reconcile is done; a mark not written costs a later event one more
     reconcile, never a missed one, so a failure is logged, not raised (raising would
-    redeliver an event that was handled). Not tried when the reconcile found the fallback
-    region unreachable."""
+    redeliver an event that was handled). A newer mark (another instance's) is left in
+    place. Not tried when the reconcile found the fallback region unreachable."""
     fallback = config.fallback_region
     if report.health[fallback.name].state == "unreachable":
         log.warning("reconcile_mark_not_written", mark_region=fallback.name, detail="the region is unreachable")
@@ -378,7 +378,10 @@ def record_reconcile_start(
 
     def write(region: Region) -> str:
         try:
-            connect(region).apply(mark)
+            kube = connect(region)
+            recorded = reconcile_mark_started(kube.get("v1", "ConfigMap", reconcile_mark_name(app.name), app.namespace))
+            if recorded is None or recorded < started:  # never over a newer instance's mark
+                kube.apply(mark)
         except (TransientError, PermanentError) as e:
             return str(e)[:300]
         return ""

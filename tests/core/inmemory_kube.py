@@ -531,14 +531,16 @@ class InMemoryKube:
         until: Callable[[Object | None], bool],
         deadline: float,
         on_change: Callable[[Object | None], None] | None = None,
+        start: Object | None = None,
     ) -> Object | None:
         """Advances ticks until `until(obj)` holds, the deadline passes on the cluster's
         clock or this client's watch budget is spent; returns the last state either way.
         (The flow watches with `on_change` while rolling out and without it while baking
-        a rollback, which is how the step is named.)"""
+        a rollback, which is how the step is named.) With `start`, the watch begins from
+        that object as the real one does (its opening is still a step that may fail)."""
         key = _key(api_version, kind, name, namespace)
         step = "watch" if on_change is not None else "bake watch"
-        obj = self._call(step, lambda: self._cluster.read(key))
+        obj = self._call(step, lambda: self._cluster.read(key) if start is None else start)
         if on_change:
             on_change(obj)
         while not until(obj) and self.watch_ticks_left > 0 and self._cluster.monotonic() < deadline:
