@@ -9,8 +9,9 @@ round by round:
   Available → result published (per region, the worst), result → Cloudflare settled (last
   result → end of the reconcile that covered it);
 - the seed's pipeline: its deploy job body per region, all regions at once: the manifests
-  with the image substituted (the seed's `sed`), `kubectl apply -f`, then `kubectl rollout
-  status` in a loop with `sleep 1`; its gcloud set-up (auth, get-credentials) left out.
+  with the image substituted (the seed's `sed`), `kubectl apply -f`, then its wait loop
+  (`kubectl rollout status`, `sleep 1`, until "successfully"); its gcloud set-up (auth,
+  get-credentials) and job scheduling left out (bench/results.md prices them).
   It deploys the same objects into a namespace of its own, so the two never fight;
 - Kubernetes requests per region deploy, counted in the fault proxy's audit log (every
   request on its way to the API server), watches apart, geodeploy against the seed;
@@ -279,15 +280,17 @@ class SeedPipeline:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfigs[region])}
         kubectl = ["kubectl", "--cache-dir", str(self.state / f"kubecache-{region}")]
         subprocess.run([*kubectl, "apply", "-f", str(manifest)], env=env, check=True, capture_output=True)
+        # The seed's wait: `kubectl rollout status` (which watches until the rollout ends),
+        # again after `sleep 1` until its output says "successfully".
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             status = subprocess.run(
-                [*kubectl, "-n", SEED_NAMESPACE, "rollout", "status", "deployment/shop", "--watch=false"],
+                [*kubectl, "rollout", "status", f"--namespace={SEED_NAMESPACE}", "deploy/shop", "--timeout=170s"],
                 env=env,
                 capture_output=True,
                 text=True,
             )
-            if "successfully rolled out" in status.stdout:
+            if "successfully" in status.stdout:
                 return
             time.sleep(1)
         raise RuntimeError(f"seed pipeline: {region} did not roll out")

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 
 _last_full_reconcile_started: datetime | None = None
+_fallback_answered = True  # as this instance's last reconcile found the mark's region
 
 
 @functions_framework.cloud_event
@@ -72,7 +73,7 @@ def _handle(data: dict[str, Any], event: EventInfo, log: BoundLogger) -> None:
             # The scheduled check: drain and restore only. Rewriting hand edits now could
             # beat check_drift to them; it reports them, then asks for the heal.
             pools_only = True
-    global _last_full_reconcile_started
+    global _last_full_reconcile_started, _fallback_answered
     if not pools_only:
         covered_by = covering_reconcile_anywhere(
             config,
@@ -80,6 +81,7 @@ def _handle(data: dict[str, Any], event: EventInfo, log: BoundLogger) -> None:
             this_instance=_last_full_reconcile_started,
             connect=_wiring.connect,
             log=log,
+            read_shared=_fallback_answered,
         )
         if covered_by is not None:
             _last_full_reconcile_started = max(covered_by, _last_full_reconcile_started or covered_by)
@@ -87,6 +89,7 @@ def _handle(data: dict[str, Any], event: EventInfo, log: BoundLogger) -> None:
             return
     started = datetime.now(UTC)
     report = reconcile(config, connect=_wiring.connect, cloudflare=cloudflare_client(), log=log, pools_only=pools_only)
+    _fallback_answered = report.health[config.fallback_region.name].state != "unreachable"
     if not pools_only:
         _last_full_reconcile_started = started
         record_reconcile_start(config, started, report, connect=_wiring.connect, log=log)

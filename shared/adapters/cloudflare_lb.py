@@ -109,6 +109,14 @@ class CloudflareLB:
         """Calls with bounded retries on 429, 5xx, connection errors and success:false."""
         from shared.adapters import http
 
+        token = self._token()
+        if not token or not token.isprintable() or any(c.isspace() for c in token):
+            # http.client would refuse the header and quote the token in its error.
+            if self._on_auth_failure:
+                self._on_auth_failure()
+            raise CloudflareUnavailable(
+                "the Cloudflare API token from Secret Manager is malformed (spaces or control characters)"
+            )
         delay = 0.5
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             wait = delay
@@ -116,7 +124,7 @@ class CloudflareLB:
                 answer = http.request(
                     method,
                     self._base_url + path,
-                    headers={"Authorization": f"Bearer {self._token()}", "Accept": "application/json"},
+                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
                     body=body,
                     timeout=_TIMEOUT,
                 )
@@ -128,8 +136,8 @@ class CloudflareLB:
                 if answer.status == 429:
                     wait = _retry_after(answer) or delay
                     problem = "rate limited (429)"
-                elif answer.status >= 500:
-                    problem = f"server error ({answer.status})"
+                elif answer.status >= 500 or 300 <= answer.status < 400:
+                    problem = f"HTTP {answer.status}"  # a server error, or a redirect we do not follow
                 elif answer.status in (401, 403):
                     # Perhaps the token was rotated: the next call reads it again.
                     if self._on_auth_failure:

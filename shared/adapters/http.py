@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import urllib3
 
-__all__ = ["Answer", "identify", "is_connection_error", "request", "stream"]
+__all__ = ["Answer", "identify", "is_connection_error", "pool", "request", "stream"]
 
 Timeout = tuple[float, float]  # (connect, read) seconds
 
@@ -48,7 +48,7 @@ class Answer:
         return json.loads(self.body) if self.body else {}
 
 
-def _pool(ca_pem: str | None) -> urllib3.PoolManager:
+def pool(ca_pem: str | None = None) -> urllib3.PoolManager:
     """One pool per trust root, kept for the life of the instance (keep-alive)."""
     with _lock:
         found = _pools.get(ca_pem)
@@ -82,7 +82,7 @@ def _send(
         sent["Content-Type"] = content_type
     if query:
         url = f"{url}?{urlencode(list(query))}"
-    return _pool(ca_pem).request(
+    return pool(ca_pem).request(
         method,
         url,
         body=payload,

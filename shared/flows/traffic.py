@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.adapters.cloudflare_lb import CloudflareLB
@@ -38,6 +38,7 @@ from shared.logs import BoundLogger
 from shared.releases import ReleaseRecord
 from shared.rendering import MANAGED_BY
 from shared.traffic import (
+    COALESCE_MARGIN,
     RECONCILE_MARK_KEY,
     RegionHealth,
     assess_region,
@@ -175,8 +176,15 @@ def _drain_first(
     changes: list[str],
 ) -> set[str]:
     """Disables the pools of regions that must stop serving, before any other write;
-    returns those regions."""
-    drained = set()
+    returns those regions. Not when no pool that keeps serving is enabled yet: then the
+    enables come first (in config order, as before), so there is never a moment with
+    no pool serving, even if a later write fails."""
+    drained: set[str] = set()
+    keeps_serving = any(
+        _first(by_name.get(r.cloudflare.pool, [])).get("enabled") and enabled[r.name] for r in config.regions
+    )
+    if not keeps_serving:
+        return drained
     for region in config.regions:
         pool = _first(by_name.get(region.cloudflare.pool, []))
         if pool and pool.get("enabled") and not enabled[region.name]:
@@ -335,14 +343,17 @@ def covering_reconcile_anywhere(
     this_instance: datetime | None,
     connect: Callable[[Region], KubeClient],
     log: BoundLogger,
+    read_shared: bool = True,
 ) -> datetime | None:
     """The start of a full reconcile, by this instance or any other, that began after
     `published_at`; None if the event still needs one. The other instances' latest start
     is read from the mark in the fallback region (only when this instance's own does not
-    cover the event); a mark that cannot be read within a second counts as none: the
-    event is reconciled."""
+    cover the event, and not when `read_shared` is off: the caller's last reconcile found
+    that region unreachable, so a silent region costs no extra wait); a mark that cannot
+    be read within a second, or lies in the future, counts as none: the event is
+    reconciled."""
     covered = covering_reconcile(published_at, this_instance)
-    if covered is not None:
+    if covered is not None or not read_shared:
         return covered
     return covering_reconcile(published_at, _read_mark(config, connect, log))
 
@@ -380,7 +391,10 @@ def record_reconcile_start(
         try:
             kube = connect(region)
             recorded = reconcile_mark_started(kube.get("v1", "ConfigMap", reconcile_mark_name(app.name), app.namespace))
-            if recorded is None or recorded < started:  # never over a newer instance's mark
+            # Never over a newer instance's mark; always over one from the future (a fast
+            # clock or a hand edit would otherwise coalesce every event until then).
+            future = recorded is not None and recorded > datetime.now(UTC) + COALESCE_MARGIN
+            if recorded is None or recorded < started or future:
                 kube.apply(mark)
         except (TransientError, PermanentError) as e:
             return str(e)[:300]
@@ -405,7 +419,11 @@ def _read_mark(config: Config, connect: Callable[[Region], KubeClient], log: Bou
         except (TransientError, PermanentError) as e:
             log.warning("reconcile_mark_unread", mark_region=region.name, detail=str(e)[:300])
             return None
-        return reconcile_mark_started(obj)
+        recorded = reconcile_mark_started(obj)
+        if recorded is not None and recorded > datetime.now(UTC) + COALESCE_MARGIN:
+            log.warning("reconcile_mark_ignored", mark_region=region.name, detail=f"in the future: {recorded}")
+            return None
+        return recorded
 
     [started] = each_region(
         [config.fallback_region], read, timed_out=lambda _r, _d: None, deadline=_MARK_DEADLINE_SECONDS

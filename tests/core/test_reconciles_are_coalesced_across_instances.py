@@ -105,3 +105,21 @@ def test_no_mark_is_written_to_a_fallback_region_the_reconcile_found_unreachable
 def _mark_key() -> tuple[str, str, str, str]:
     app = CONFIG.app(CONFIG.cloudflare.app)
     return ("v1", "ConfigMap", app.namespace, f"geodeploy-traffic-{app.name}")
+
+
+def test_a_mark_from_the_future_covers_nothing_and_is_overwritten(regions) -> None:
+    """A fast clock or a hand edit must not make every event look covered until then."""
+    now = datetime.now(UTC)
+    record_reconcile_start(CONFIG, now + timedelta(minutes=10), _report(), connect=regions.connect, log=LOG)  # type: ignore[arg-type]
+    new_instance = {"this_instance": None, "connect": regions.connect, "log": LOG}
+    assert covering_reconcile_anywhere(CONFIG, now, **new_instance) is None  # type: ignore[arg-type]
+    record_reconcile_start(CONFIG, now, _report(), connect=regions.connect, log=LOG)  # type: ignore[arg-type]
+    assert covering_reconcile_anywhere(CONFIG, now - timedelta(seconds=2), **new_instance) == now  # type: ignore[arg-type]
+
+
+def test_a_newer_mark_is_not_replaced_by_an_older_reconcile(regions) -> None:
+    now = datetime.now(UTC)
+    record_reconcile_start(CONFIG, now, _report(), connect=regions.connect, log=LOG)  # type: ignore[arg-type]
+    record_reconcile_start(CONFIG, now - timedelta(seconds=5), _report(), connect=regions.connect, log=LOG)  # type: ignore[arg-type]
+    new_instance = {"this_instance": None, "connect": regions.connect, "log": LOG}
+    assert covering_reconcile_anywhere(CONFIG, now - timedelta(seconds=2), **new_instance) == now  # type: ignore[arg-type]
