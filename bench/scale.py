@@ -19,7 +19,8 @@ round by round:
 
 Then cold starts: per function, a fresh process importing what it needs and handling one
 real event against the sandbox: wall time, import time beyond functions-framework, peak
-RSS. Results are appended to bench/results.md.
+RSS. Results are appended to bench/results.md. BENCH_VERBOSE=1 prints each push's
+requests by User-Agent.
 """
 
 from __future__ import annotations
