@@ -38,7 +38,9 @@ def render_rbac(config: Config, region: Region) -> list[Object]:
         namespaced = [r for r in spec.access.kube if r.names != Names.NAMESPACE]
         for app in config.apps:
             meta = {"name": name, "namespace": app.namespace, "labels": dict(_LABELS)}
-            objects.append({"apiVersion": RBAC_API, "kind": "Role", "metadata": meta, "rules": _rules(namespaced, app)})
+            objects.append(
+                {"apiVersion": RBAC_API, "kind": "Role", "metadata": meta, "rules": _rules(namespaced, config, app)}
+            )
             objects.append(_binding("RoleBinding", meta, "Role", user))
         on_namespaces = [r for r in spec.access.kube if r.names == Names.NAMESPACE]
         if on_namespaces:
@@ -49,11 +51,11 @@ def render_rbac(config: Config, region: Region) -> list[Object]:
     return objects
 
 
-def _rules(rules: list[KubeRule], app: App) -> list[Object]:
+def _rules(rules: list[KubeRule], config: Config, app: App) -> list[Object]:
     names = {
         Names.RECORD: [record_name(app.name)],
         Names.APP: [app.name],
-        Names.RECONCILE_MARK: [reconcile_mark_name(app.name)],
+        Names.RECONCILE_MARK: [reconcile_mark_name(config, app.name)],
         Names.ANY: [],
     }
     return [_rule(r, names[r.names]) for r in rules]

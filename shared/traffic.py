@@ -194,10 +194,10 @@ def covering_reconcile(published_at: datetime, *started: datetime | None) -> dat
     return max(covering, default=None)
 
 
-def reconcile_mark_name(app_name: str) -> str:
-    """The ConfigMap, in the fallback region, where every reconcile-traffic instance
-    records when the last full reconcile started."""
-    return f"geodeploy-traffic-{app_name}"
+def reconcile_mark_name(config: Config, app_name: str) -> str:
+    """The ConfigMap, in the fallback region, where every reconcile-traffic instance of
+    this installation (config `name`) records when its last full reconcile started."""
+    return f"{config.name}-traffic-{app_name}"
 
 
 def reconcile_mark_started(obj: Object | None) -> datetime | None:

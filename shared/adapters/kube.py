@@ -223,6 +223,7 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
         missing_ok: bool = False,
+        timeout: tuple[float, float] = _REQUEST_TIMEOUT,
     ) -> Object | None:
         try:
             answer = http.request(
@@ -232,7 +233,7 @@ class KubeClient:
                 headers=self._headers(),
                 body=body,
                 content_type=content_type,
-                timeout=_REQUEST_TIMEOUT,
+                timeout=timeout,
                 ca_pem=self._ca_pem,
             )
         except Exception as e:

@@ -380,7 +380,7 @@ def record_reconcile_start(
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": reconcile_mark_name(app.name),
+            "name": reconcile_mark_name(config, app.name),
             "namespace": app.namespace,
             "labels": {"app.kubernetes.io/managed-by": MANAGED_BY},
         },
@@ -390,7 +390,9 @@ def record_reconcile_start(
     def write(region: Region) -> str:
         try:
             kube = connect(region)
-            recorded = reconcile_mark_started(kube.get("v1", "ConfigMap", reconcile_mark_name(app.name), app.namespace))
+            recorded = reconcile_mark_started(
+                kube.get("v1", "ConfigMap", reconcile_mark_name(config, app.name), app.namespace)
+            )
             # Never over a newer instance's mark; always over one from the future (a fast
             # clock or a hand edit would otherwise coalesce every event until then).
             future = recorded is not None and recorded > datetime.now(UTC) + COALESCE_MARGIN
@@ -415,7 +417,7 @@ def _read_mark(config: Config, connect: Callable[[Region], KubeClient], log: Bou
 
     def read(region: Region) -> datetime | None:
         try:
-            obj = connect(region).get("v1", "ConfigMap", reconcile_mark_name(app.name), app.namespace)
+            obj = connect(region).get("v1", "ConfigMap", reconcile_mark_name(config, app.name), app.namespace)
         except (TransientError, PermanentError) as e:
             log.warning("reconcile_mark_unread", mark_region=region.name, detail=str(e)[:300])
             return None

@@ -105,7 +105,7 @@ def test_rules_name_exactly_the_apps_record_and_objects(config: Config) -> None:
         app = next(a for a in config.apps if a.namespace == role["metadata"]["namespace"])
         for rule in role["rules"]:
             if rule["resources"] == ["configmaps"] and "resourceNames" in rule:
-                record, mark = f"geodeploy-releases-{app.name}", f"geodeploy-traffic-{app.name}"
+                record, mark = f"geodeploy-releases-{app.name}", f"{config.name}-traffic-{app.name}"
                 assert rule["resourceNames"] in ([record], [mark]), rule
                 if rule["resourceNames"] == [mark]:  # only reconcile-traffic writes it, and nothing else
                     assert role["metadata"]["name"].endswith("-traffic"), role["metadata"]

@@ -104,7 +104,7 @@ def test_no_mark_is_written_to_a_fallback_region_the_reconcile_found_unreachable
 
 def _mark_key() -> tuple[str, str, str, str]:
     app = CONFIG.app(CONFIG.cloudflare.app)
-    return ("v1", "ConfigMap", app.namespace, f"geodeploy-traffic-{app.name}")
+    return ("v1", "ConfigMap", app.namespace, f"{CONFIG.name}-traffic-{app.name}")
 
 
 def test_a_mark_from_the_future_covers_nothing_and_is_overwritten(regions) -> None:

@@ -165,7 +165,7 @@ def test_a_dropped_call_times_out(sandbox, shop, faults):
     started = time.monotonic()
 
     with pytest.raises(ClusterUnreachable, match="timed out"):
-        kube._raw("GET", "/version", timeout=SHORT)
+        kube._call("GET", "/version", timeout=SHORT)
 
     assert time.monotonic() - started < 10
     entries = _ours(faults, sandbox.cluster_name(config, REGION), mark)
@@ -186,7 +186,7 @@ def test_cluster_modes_blackhole_and_refuse_connections(sandbox, shop, faults):
     mark = faults.audit_mark()
     started = time.monotonic()
     with pytest.raises(ClusterUnreachable, match="timed out"):
-        kube._raw("GET", "/version", timeout=SHORT)
+        kube._call("GET", "/version", timeout=SHORT)
     assert time.monotonic() - started < 10
     assert {e["fault"] for e in _ours(faults, cluster, mark)} == {"blackhole"}
 
@@ -240,8 +240,10 @@ def test_reset_fails_the_call_at_once(sandbox, shop, faults):
         kube.create(_configmap(name))
     assert not _exists(sandbox, config, "configmap", name)
 
-    # A GET is retried by urllib3 on a reset, so one reset is invisible to the caller.
+    # A GET too: the HTTP layer never retries on its own (the event's redelivery does).
     sandbox.add_fault(config, REGION, "reset", method="GET", path=f"/configmaps/{name}$")
+    with pytest.raises(ClusterUnreachable, match=r"reset|RemoteDisconnected"):
+        kube.get("v1", "ConfigMap", name, "default")
     assert kube.get("v1", "ConfigMap", name, "default") is None
     entries = _ours(faults, cluster, mark)
     assert [(e["method"], e["fault"], e["status"]) for e in entries] == [
