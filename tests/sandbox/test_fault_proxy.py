@@ -170,7 +170,8 @@ def test_a_dropped_call_times_out(sandbox, shop, faults):
     assert time.monotonic() - started < 10
     entries = _ours(faults, sandbox.cluster_name(config, REGION), mark)
     # urllib3 retried the idempotent GET (3 retries by default); each attempt was dropped.
-    assert len(entries) >= 2 and {e["fault"] for e in entries} == {"drop"}
+    # One attempt: the HTTP layer does not retry behind the caller's back.
+    assert len(entries) == 1 and {e["fault"] for e in entries} == {"drop"}
     assert {e["status"] for e in entries} == {None}
     faults.clear()
     assert kube.server_version() == "v1.36.1"
