@@ -45,7 +45,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pushes", type=int, default=5)
     args = parser.parse_args()
-    lines = [f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {platform.node()}, {_machine()}", ""]
+    lines = [f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {platform.node()}, {machine()}", ""]
 
     main_import = import_time("main")
     lines.append(
@@ -140,7 +140,8 @@ def _black_holed_region(driver: SandboxDriver, config: Any, rounds: int = 3) -> 
     return lines
 
 
-def _machine() -> str:
+def machine() -> str:
+    """The machine line every results section starts with."""
     cpus = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     mem = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
     return f"{cpus} CPUs, {int(mem.split()[1]) // 1024 // 1024} GiB, Python {platform.python_version()}"

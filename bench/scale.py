@@ -46,6 +46,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from run import machine  # noqa: E402  (bench/run.py, beside this script)
+
 from sandbox.driver import SandboxDriver, digest_for  # noqa: E402
 from sandbox.stack import Sandbox  # noqa: E402
 
@@ -83,7 +85,7 @@ def main() -> int:
     parser.add_argument("--regions", default="1,3,6")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    lines = [f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — scale, {platform.node()}, {_machine()}", ""]
+    lines = [f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — scale, {platform.node()}, {machine()}", ""]
     lines.append("`python bench/scale.py` (medians, min–max in brackets, rounds alternating geodeploy and seed)")
     lines.append("")
     timings, counts, cold = [], [], []
@@ -395,12 +397,6 @@ def _functions(config: Any) -> list[str]:
 
 def _epoch(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
-def _machine() -> str:
-    cpus = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    mem = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
-    return f"{cpus} CPUs, {int(mem.split()[1]) // 1024 // 1024} GiB, Python {platform.python_version()}"
 
 
 if __name__ == "__main__":

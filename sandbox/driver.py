@@ -324,19 +324,23 @@ class SandboxDriver:
 
     def edit_cloudflare_pool(self, config: Config, name: str, fields: dict[str, Any]) -> None:
         """What someone clicking in Cloudflare's dashboard does: a PATCH of the pool."""
+        pool = next(p for p in self.sandbox.cloudflare.state()["pools"] if p["name"] == name)
+        self.edit_cloudflare(config, f"pools/{pool['id']}", fields)
+
+    def edit_cloudflare(self, config: Config, what: str, fields: dict[str, Any]) -> None:
+        """A hand edit of one load-balancing object (`pools/<id>`, `monitors/<id>`)."""
         import urllib.request
 
         base = self.sandbox.urls["cloudflare"] + f"/client/v4/accounts/{config.cloudflare.account_id}"
-        pool = next(p for p in self.sandbox.cloudflare.state()["pools"] if p["name"] == name)
         request = urllib.request.Request(
-            f"{base}/load_balancers/pools/{pool['id']}",
+            f"{base}/load_balancers/{what}",
             data=json.dumps(fields).encode(),
             method="PATCH",
             headers={"Authorization": f"Bearer {self.sandbox.cloudflare_token}", "Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             if json.loads(response.read())["success"] is not True:
-                raise RuntimeError(f"the pool edit was refused: {fields}")
+                raise RuntimeError(f"the edit of {what} was refused: {fields}")
 
     def connector(self, config: Config) -> Any:
         """A ClusterConnector of this process, reaching the sandbox's clusters the way the

@@ -268,7 +268,7 @@ def test_a_drain_is_the_first_write_of_a_reconcile(sandbox, deployed):
     config = deployed
     cloudflare = sandbox.sandbox.cloudflare
     [monitor], pools, _ = _ours(cloudflare.state(), config)
-    _cloudflare_patch(sandbox, config, f"monitors/{monitor['id']}", {"path": "/hand-edited"})
+    sandbox.edit_cloudflare(config, f"monitors/{monitor['id']}", {"path": "/hand-edited"})
     sandbox.stop_region(config, "asia-east1")
     try:
         cloudflare.reset_requests()
@@ -329,19 +329,3 @@ def _json_lines(text: str) -> list[dict]:
     import json
 
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-
-
-def _cloudflare_patch(sandbox, config, what: str, fields: dict) -> None:
-    """A hand edit in Cloudflare's dashboard: a PATCH of one load-balancing object."""
-    import json
-    import urllib.request
-
-    base = sandbox.sandbox.urls["cloudflare"] + f"/client/v4/accounts/{config.cloudflare.account_id}"
-    request = urllib.request.Request(
-        f"{base}/load_balancers/{what}",
-        data=json.dumps(fields).encode(),
-        method="PATCH",
-        headers={"Authorization": f"Bearer {sandbox.sandbox.cloudflare_token}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert json.loads(response.read())["success"] is True
