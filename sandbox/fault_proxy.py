@@ -665,8 +665,10 @@ class FaultProxy(StandinServer):
             if rule.action == "refuse":
                 assert rule.status is not None
                 message = rule.message or "injected by the fault proxy"
-                client.sendall(_status_response(rule.status, rule.reason, message))
+                # Noted before the answer goes out: a client reading the audit as soon as
+                # it has its answer must find the status there.
                 self._note(entry, status=rule.status)
+                client.sendall(_status_response(rule.status, rule.reason, message))
             elif rule.action == "drop":
                 self._wait(client, lambda: rule.removed)
             elif rule.action == "cut":
