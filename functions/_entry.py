@@ -5,10 +5,12 @@ return → HTTP 200 → acked.  raise → HTTP 500 → redelivered (retries are 
 - transient faults and work still in progress: raised, so Pub/Sub redelivers;
 - events older than rollout.max_event_age_seconds: logged and acked, so a poisoned
   event cannot retry for the whole 24 h retry window.
+Every event ends with one `event_handled` line: its outcome and how long it took.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +31,8 @@ class EventInfo:
 
 Handler = Callable[[dict[str, Any], EventInfo, BoundLogger], None]
 
+ACKED, REDELIVER = "acked", "redeliver"  # what Pub/Sub is told, as the logs name it
+
 
 def run_handler(function: str, cloud_event: Any, handler: Handler) -> None:
     configure_logging()
@@ -41,28 +45,33 @@ def run_handler(function: str, cloud_event: Any, handler: Handler) -> None:
         source=str(cloud_event["source"]),
     )
     log = get_logger(function, function=function, event_id=info.id, region=load_settings().region)
+    started, outcome = time.monotonic(), REDELIVER
     try:
         config = load_instance_config()
         age = (datetime.now(UTC) - info.published_at).total_seconds()
         if age > config.rollout.max_event_age_seconds:
             log.warning("event_dropped", reason="too_old", age_seconds=round(age))
-            return
-        handler(decode_pubsub_data(cloud_event.data), info, log)
+        else:
+            handler(decode_pubsub_data(cloud_event.data), info, log)
+        outcome = ACKED
     except PermanentError as e:
         log.warning("event_rejected", reason=e.reason, detail=e.detail)
+        outcome = ACKED
     except NotYet as e:
-        log.info("work_in_progress", detail=str(e), outcome="redeliver")
+        log.info("work_in_progress", detail=str(e), outcome=REDELIVER)
         raise
     except TransientError as e:
-        log.error("transient_failure", error=type(e).__name__, reason=e.reason, detail=str(e), outcome="redeliver")
+        log.error("transient_failure", error=type(e).__name__, reason=e.reason, detail=str(e), outcome=REDELIVER)
         raise
     except ConfigError as e:
         # Not the event's fault: keep it (redelivered) until the config is fixed.
-        log.error("config_invalid", detail=str(e), outcome="redeliver")
+        log.error("config_invalid", detail=str(e), outcome=REDELIVER)
         raise
     except Exception:
-        log.error("unexpected_error", exc_info=True, outcome="redeliver")
+        log.error("unexpected_error", exc_info=True, outcome=REDELIVER)
         raise
+    finally:
+        log.info("event_handled", outcome=outcome, seconds=round(time.monotonic() - started, 3))
 
 
 def _parse_time(value: Any) -> datetime:

@@ -32,6 +32,13 @@ def test_a_deeply_nested_message_is_rejected_once_by_every_function_it_reaches(s
             if e.get("event_id") == event_id and e.get("event") in ("event_rejected", "unexpected_error")
         ]
 
+    def handled(function: str, event_id: str) -> list[str]:
+        return [
+            e["outcome"]
+            for e in sandbox.log_events(path, function)
+            if e.get("event_id") == event_id and e.get("event") == "event_handled"
+        ]
+
     for topic, functions in receivers.items():
         for function in functions:
             [rejected] = wait_until(lambda f=function, t=topic: outcomes(f, published[t]), 30, f"{function}'s answer")
@@ -43,3 +50,4 @@ def test_a_deeply_nested_message_is_rejected_once_by_every_function_it_reaches(s
     for topic, functions in receivers.items():
         for function in functions:
             assert len(outcomes(function, published[topic])) == 1, f"{function} saw event {published[topic]} again"
+            assert handled(function, published[topic]) == ["acked"]
