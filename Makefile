@@ -1,13 +1,16 @@
 # geodeploy — the two commands of the README:
 #   make demo   runs the scripted demo on the local sandbox (builds what it needs first)
 #   make test   runs every test: the fast core tier, infra checks, and the sandbox tier
-PYTHON ?= python3
+# The functions' runtime (python312 in infra/functions.tf): the venv, the tests and the
+# sandbox's functions all run on it.
+PYTHON ?= $(shell scripts/find-python.sh 3.12)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
 .PHONY: demo test test-core lint venv binaries tools sandbox-up sandbox-down clean
 
 $(VENV)/.installed: requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
+	@test -n "$(PYTHON)" || { echo "no Python 3.12: see scripts/find-python.sh" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt

@@ -119,7 +119,7 @@ resource "google_cloudfunctions2_function" "fn" {
   labels      = local.labels
 
   build_config {
-    runtime         = "python311"
+    runtime         = "python312"
     entry_point     = each.value.entry_point
     service_account = google_service_account.role["build"].id
     # projects/<project>/locations/<location>/repositories/<name>-functions

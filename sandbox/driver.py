@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from sandbox.emulator import ensure_pull_subscription, publish, pull
 from sandbox.fault_proxy import FaultProxyControl
@@ -29,15 +29,13 @@ from shared.releases import ReleaseRecord
 
 __all__ = ["SandboxDriver", "digest_for", "wait_until"]
 
-T = TypeVar("T")
-
 
 def digest_for(label: str) -> str:
     """A stable, valid digest for a test image named `label`."""
     return "sha256:" + hashlib.sha256(label.encode()).hexdigest()
 
 
-def wait_until(probe: Callable[[], T], timeout: float, what: str, interval: float = 0.25) -> T:
+def wait_until[T](probe: Callable[[], T], timeout: float, what: str, interval: float = 0.25) -> T:
     """Polls `probe` until it returns something truthy; fails with `what` at the deadline."""
     deadline = time.monotonic() + timeout
     last: T = probe()

@@ -10,7 +10,7 @@
 # file written after a successful install exists; a half-finished one is removed and
 # redone. Concurrent callers wait on a lock instead of installing twice.
 # Environment: GEODEPLOY_CACHE (default ~/.cache/geodeploy), PYTHON (default python3,
-# which must be 3.9 or newer; the project uses 3.11).
+# which must be 3.9 or newer).
 set -euo pipefail
 
 CHECKOV_VERSION="3.3.30"

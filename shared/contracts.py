@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -55,8 +55,6 @@ MAX_REASON_LENGTH = 200
 MAX_RESULT_MESSAGE_LENGTH = 1000
 MAX_REGIONS_NAMED = 100  # far more than Google Cloud has
 MAX_APPS_NAMED = 100  # a drift check's scope: far more apps than one config holds
-
-M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -323,7 +321,7 @@ def decode_pubsub_data(event_data: Any) -> dict[str, Any]:
     return value
 
 
-def parse_message(model: type[M], data: dict[str, Any]) -> M:
+def parse_message[M: BaseModel](model: type[M], data: dict[str, Any]) -> M:
     """Validates `data` against a contract; an InvalidMessage says which field is wrong."""
     try:
         return model.model_validate(data)

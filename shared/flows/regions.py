@@ -15,18 +15,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
 
 from shared.config import Region
 
 __all__ = ["NO_ANSWER", "each_region"]
 
-T = TypeVar("T")
-
 NO_ANSWER = "no_answer"  # why a region past its deadline counts as unreachable
 
 
-class _Call(Generic[T]):
+class _Call[T]:
     """One region's work on a daemon thread (an abandoned call never holds up the
     process's exit), keeping its result or its exception."""
 
@@ -43,7 +40,7 @@ class _Call(Generic[T]):
             self.error = e
 
 
-def each_region(
+def each_region[T](
     regions: Sequence[Region],
     work: Callable[[Region], T],
     *,

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+RUNTIME = f"{sys.version_info.major}.{sys.version_info.minor}"  # the functions' Python, as the tests run it
+
 REPO = Path(__file__).resolve().parents[2]
 CLOUDBUILD = REPO / "cloudbuild.yaml"
 
@@ -77,10 +79,10 @@ def test_every_step_names_an_image(build: dict[str, Any]) -> None:
         assert step.get("name"), step
 
 
-def test_a_step_runs_the_fast_tests_on_python_311(build: dict[str, Any]) -> None:
+def test_a_step_runs_the_fast_tests_on_the_functions_python(build: dict[str, Any]) -> None:
     test = _test_step(build)
     step = build["steps"][test]
-    assert step["name"].startswith("python:3.11")
+    assert step["name"].startswith(f"python:{RUNTIME}-")
     command = _command(step)
     assert "python -m pytest" in command
     # The dependencies are installed in this step or in one it waits for (on the same image).
@@ -150,7 +152,7 @@ def test_terraform_validates_before_it_plans(build: dict[str, Any]) -> None:
 
 def test_the_config_is_validated_before_any_terraform_step(build: dict[str, Any]) -> None:
     validation = _validation_step(build)
-    assert build["steps"][validation]["name"].startswith("python:3.11")
+    assert build["steps"][validation]["name"].startswith(f"python:{RUNTIME}-")
     terraform = [i for i, s in enumerate(build["steps"]) if "terraform" in s["name"]]
     assert terraform
     for i in terraform:

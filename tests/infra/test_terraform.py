@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -359,7 +360,8 @@ def test_function_resources_follow_the_topology(variant: str, config_files: dict
         fn = functions[spec.name]
         assert fn.get("name") == spec.name
         assert fn.get("location") == spec.location
-        assert fn.get("build_config", 0, "runtime") == "python311"
+        # The runtime the tests (and the sandbox's functions) run on.
+        assert fn.get("build_config", 0, "runtime") == f"python{sys.version_info.major}{sys.version_info.minor}"
         assert fn.get("build_config", 0, "entry_point") == spec.entry_point
         service = fn.get("service_config", 0)
         assert service.get("timeout_seconds") == spec.timeout_seconds
