@@ -5,9 +5,9 @@ refused) then costs one deadline in total, not one per region, and is reported a
 answering, while the others are read.
 
 A region past the deadline is not waited for: its call goes on in a daemon thread until
-the client gives up (its socket timeouts, and the client's own retries of a read: up to
-about two minutes against a black hole). So the deadline only guards reads; work that
-writes runs after them, without one (see check_drift).
+the client gives up (its socket timeouts, at most one connect and one read timeout per
+request: the HTTP layer never retries on its own). So the deadline only guards reads;
+work that writes runs after them, without one (see check_drift).
 """
 
 from __future__ import annotations
