@@ -17,6 +17,11 @@ round by round:
   request on its way to the API server), watches apart, geodeploy against the seed;
 - reconciles, region reads and Cloudflare requests per push.
 
+At the largest region count, the central functions with one region black-holed
+(connections accepted, never answered) against every region up, alternating: a traffic
+reconcile, a drift check and a wave advance, each timed by the function's own
+`event_handled` line (its seconds) and from publish to that line.
+
 Then cold starts: per function, a fresh process importing what it needs and handling one
 real event against the sandbox: wall time, import time beyond functions-framework, peak
 RSS. Results are appended to bench/results.md. BENCH_VERBOSE=1 prints each push's
@@ -64,7 +69,9 @@ SEED_NAMESPACE = "seed"
 PLACEHOLDER = "sha256:" + "0" * 64  # the seed's __IMAGE__, as a digest so the renderer takes it
 
 
-def write_config(regions: int, directory: Path) -> Path:
+def write_config(regions: int, directory: Path, *, waves: bool = False) -> Path:
+    """The sandbox config with `regions` of SIX; with `waves`, the last region is a second
+    wave (so the wave function has a first wave of regions - 1 to read)."""
     config = yaml.safe_load((REPO / "config" / "sandbox.yaml").read_text())
     config["regions"] = [
         {
@@ -72,10 +79,11 @@ def write_config(regions: int, directory: Path) -> Path:
             "cluster": {"location": location, "name": f"shop-{name}"},
             "static_ip": {"name": f"shop-{name}", "address": f"192.0.2.{10 * (i + 1)}"},
             "cloudflare": {"pool": f"shop-{name}", "geo_regions": geo},
+            **({"wave": 2 if i == regions - 1 else 1} if waves else {}),
         }
         for i, (name, location, geo) in enumerate(SIX[:regions])
     ]
-    path = directory / f"scale{regions}.yaml"
+    path = directory / f"scale{regions}{'-waves' if waves else ''}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
@@ -84,17 +92,20 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--regions", default="1,3,6")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--skip-black-holed", action="store_true")
     args = parser.parse_args()
     lines = [f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — scale, {platform.node()}, {machine()}", ""]
     lines.append("`python bench/scale.py` (medians, min–max in brackets, rounds alternating geodeploy and seed)")
     lines.append("")
     timings, counts, cold = [], [], []
-    for count in [int(n) for n in args.regions.split(",")]:
+    sizes = [int(n) for n in args.regions.split(",")]
+    for count in sizes:
         (timing, counted), cold_rows = _one_size(count, args.rounds, want_cold=count == 3)
         timings.append(timing)
         counts.append(counted)
         cold += cold_rows
         print(timing, counted, sep="\n", flush=True)
+    black_holed = [] if args.skip_black_holed else _black_holed(max(sizes), args.rounds)
     lines += [
         "| regions | geodeploy push → all Available | seed pipeline | fan-out: publish → last apply start "
         "| Available → result published | geodeploy's own (fan-out + Available → result) "
@@ -109,6 +120,7 @@ def main() -> int:
         "|---|---|---|---|---|---|---|",
         *counts,
         "",
+        *black_holed,
         *cold,
         "",
     ]
@@ -223,6 +235,92 @@ def _geodeploy_push(driver: SandboxDriver, config: Any, path: Path, regions: lis
         "cloudflare": float(stack.cloudflare.requests()["total"]),
         "kube_requests": deploys / len(regions),
     }
+
+
+def _black_holed(count: int, rounds: int) -> list[str]:
+    """Traffic reconcile, drift check and wave advance at `count` regions, every region up
+    against one black-holed, alternating; timed by each function's `event_handled` line."""
+    state = Path(tempfile.mkdtemp(prefix=f"geodeploy-blackholed{count}-"))
+    path = write_config(count, state, waves=True)
+    stack = Sandbox([path], state, progress=lambda _: None).start()
+    try:
+        driver = SandboxDriver(stack)
+        _, config = driver.config(path.stem)
+        regions = [r.name for r in config.regions]
+        # A release in every region (wave 1, then wave 2): a first-wave result to replay.
+        image = f"{config.apps[0].repository}@{digest_for(f'black-holed-{time.time()}')}"
+        driver.push_image(config, image.split("@")[1], tag="v1.0.0")
+        driver.wait_for_image(config, regions, image, timeout=240)
+        driver.wait_for_traffic_settled(config, timeout=120)
+        first_wave = next(
+            r for r in driver.results(config) if (r.get("wave"), r["status"], r.get("image")) == (1, "succeeded", image)
+        )
+        silent = config.regions_in_wave(1)[-1].name  # read by all three functions
+        checks: dict[str, tuple[str, Any]] = {
+            "traffic reconcile": (f"{config.name}-reconcile-traffic", None),
+            "drift check": (f"{config.name}-check-drift", (config.topics.drift, {"version": 1, "heal": False})),
+            "wave advance": (f"{config.name}-on-deploy-result", (config.topics.results, first_wave)),
+        }
+        samples: dict[tuple[str, bool], list[tuple[float, float]]] = {}
+        for _ in range(rounds):
+            for blackholed in (False, True):
+                driver.set_cluster_mode(config, silent, "blackhole" if blackholed else "normal")
+                try:
+                    for name, (function, message) in checks.items():
+                        started = time.monotonic()
+                        if message is None:  # a nudge until one is not coalesced into an earlier reconcile
+                            event_id = driver.reconcile_traffic(config, timeout=120)["event_id"]
+                        else:
+                            event_id = driver.publish(config, *message)
+                        own = _handled_seconds(driver, path, function, event_id)
+                        samples.setdefault((name, blackholed), []).append((own, time.monotonic() - started))
+                finally:
+                    driver.set_cluster_mode(config, silent, "normal")
+        deadline = config.region_deadline_seconds
+    finally:
+        stack.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+    def cell(values: list[float]) -> str:
+        return f"{statistics.median(values):.2f} s ({min(values):.2f}–{max(values):.2f})"
+
+    lines = [
+        f"Central functions at {count} regions, {silent} black-holed (connections accepted, never answered) "
+        f"against every region up, {rounds} alternating rounds; per-region deadline {deadline} s, target "
+        f"≤ {deadline + 1} s black-holed. Own time: the function's `event_handled` seconds (the first "
+        "delivery's, for an event that is then redelivered); publish → handled adds the emulator's push and the "
+        "log polling.",
+        "",
+        "| function | every region up: own | publish → handled | one black-holed: own | publish → handled |",
+        "|---|---|---|---|---|",
+    ]
+    for name in checks:
+        up, down = samples[(name, False)], samples[(name, True)]
+        lines.append(
+            f"| {name} | {cell([o for o, _ in up])} | {cell([w for _, w in up])} "
+            f"| {cell([o for o, _ in down])} | {cell([w for _, w in down])} |"
+        )
+    print("\n".join(lines), flush=True)
+    return [*lines, ""]
+
+
+def _handled_seconds(driver: SandboxDriver, path: Path, function: str, event_id: str) -> float:
+    """The seconds of the first `event_handled` line `function` logged for the event."""
+    from sandbox.driver import wait_until
+
+    line = wait_until(
+        lambda: next(
+            (
+                e
+                for e in driver.log_events(path, function)
+                if e.get("event") == "event_handled" and e.get("event_id") == event_id
+            ),
+            None,
+        ),
+        120,
+        f"{function}'s handling of {event_id}",
+    )
+    return float(line["seconds"])
 
 
 class SeedPipeline:
