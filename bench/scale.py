@@ -53,7 +53,7 @@ sys.path.insert(0, str(REPO))
 
 from run import machine  # noqa: E402  (bench/run.py, beside this script)
 
-from sandbox.driver import SandboxDriver, digest_for  # noqa: E402
+from sandbox.driver import SandboxDriver, digest_for, wait_until  # noqa: E402
 from sandbox.stack import Sandbox  # noqa: E402
 
 # Six regions, each with its own share of Cloudflare's geo regions.
@@ -248,8 +248,9 @@ def _black_holed(count: int, rounds: int) -> list[str]:
         _, config = driver.config(path.stem)
         regions = [r.name for r in config.regions]
         # A release in every region (wave 1, then wave 2): a first-wave result to replay.
-        image = f"{config.apps[0].repository}@{digest_for(f'black-holed-{time.time()}')}"
-        driver.push_image(config, image.split("@")[1], tag="v1.0.0")
+        digest = digest_for(f"black-holed-{time.time()}")
+        image = f"{config.apps[0].repository}@{digest}"
+        driver.push_image(config, digest, tag="v1.0.0")
         driver.wait_for_image(config, regions, image, timeout=240)
         driver.wait_for_traffic_settled(config, timeout=120)
         first_wave = next(
@@ -306,8 +307,6 @@ def _black_holed(count: int, rounds: int) -> list[str]:
 
 def _handled_seconds(driver: SandboxDriver, path: Path, function: str, event_id: str) -> float:
     """The seconds of the first `event_handled` line `function` logged for the event."""
-    from sandbox.driver import wait_until
-
     line = wait_until(
         lambda: next(
             (
