@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from shared.errors import ConfigError, InvalidMessage
+from shared.yaml_loading import load_strict
 
 __all__ = ["App", "Config", "Region", "load_config", "parse_config"]
 
@@ -444,7 +445,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     import yaml  # imported here: only loading needs it
 
     try:
-        data: Any = yaml.load(text, Loader=_strict_loader())  # a SafeLoader subclass
+        data: Any = load_strict(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
@@ -453,25 +454,6 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         return Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(f"{source}: " + "; ".join(_describe(err) for err in e.errors())) from None
-
-
-def _strict_loader() -> type:
-    import yaml
-
-    class StrictLoader(yaml.SafeLoader):
-        """Safe YAML that refuses a key written twice (PyYAML would keep the last)."""
-
-    def mapping(loader: Any, node: Any, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = loader.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice", key_node.start_mark)
-            seen.add(key)
-        return dict(loader.construct_pairs(node, deep=deep))
-
-    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
-    return StrictLoader
 
 
 def load_config(path: str | Path) -> Config:
