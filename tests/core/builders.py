@@ -23,7 +23,7 @@ from shared.releases import Release, ReleaseRecord
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "config"
-SHIPPED_CONFIGS = ("example", "sandbox", "sandbox-waves")
+SHIPPED_CONFIGS = ("example", "sandbox", "sandbox-waves", "examples/seed")
 
 SHOP_REPO = "europe-docker.pkg.dev/geo-test-project/apps/shop"
 WORKER_REPO = "europe-docker.pkg.dev/geo-test-project/apps/worker"
