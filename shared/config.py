@@ -3,12 +3,15 @@ functions, the local sandbox, the Terraform in infra/ and CI.
 
 Pure: parsing and validation only. Reading the file's path from the environment is
 `shared.settings`' job. Every model forbids unknown keys, so a typo is an error that
-names the key (see docs/configuration.md for the reference).
+names the key (see docs/configuration.md for the reference). The only files read are
+the config (load_config) and, through DirectoryFiles, the manifests an app's template or
+directory source names, beside it: once, at load, so rendering reads none.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,8 +28,10 @@ from pydantic import (
 )
 
 from shared.errors import ConfigError, InvalidMessage
+from shared.manifest_sources import BUILTIN, ManifestSource, SourceFiles, read_source
+from shared.yaml_loading import load_strict
 
-__all__ = ["App", "Config", "Region", "load_config", "parse_config"]
+__all__ = ["App", "Config", "DirectoryFiles", "Region", "load_config", "parse_config"]
 
 # Cloudflare's 13 geo-steering region codes.
 CloudflareRegionCode = Literal[
@@ -209,6 +214,10 @@ class App(_Model):
     # Whether a push that carries no tag at all deploys; set false when tags must gate.
     deploy_untagged: bool = True
     namespace: DnsLabel
+    # Where the objects come from (docs/configuration.md, "Manifest sources"); declared
+    # after `namespace`, which its documents are checked against, and before `manifests`,
+    # which only the builtin source reads.
+    source: ManifestSource = ManifestSource()
     manifests: Manifests = Manifests()
 
     @field_validator("tag_filter")
@@ -216,6 +225,27 @@ class App(_Model):
     def _compiles(cls, value: str) -> str:
         _tag_pattern(value)
         return value
+
+    @field_validator("source")
+    @classmethod
+    def _read_documents(cls, source: ManifestSource, info: ValidationInfo) -> ManifestSource:
+        namespace = info.data.get("namespace")
+        if source.kind == BUILTIN or namespace is None:  # an invalid namespace is reported on its own
+            return source
+        files = (info.context or {}).get(_SOURCE_FILES)
+        if files is None:
+            raise ValueError("manifest files are read only by parse_config or load_config")
+        return read_source(source, namespace, files)
+
+    @field_validator("manifests")
+    @classmethod
+    def _only_for_builtin(cls, manifests: Manifests, info: ValidationInfo) -> Manifests:
+        # Runs only when `manifests` is written: a brought source carries its own objects, and
+        # silently ignoring the key would look like it took effect.
+        source = info.data.get("source")
+        if source is not None and source.kind != BUILTIN:
+            raise ValueError(f"applies only to the builtin source; this app's objects come from its {source.kind}")
+        return manifests
 
     @field_validator("namespace")
     @classmethod
@@ -383,7 +413,23 @@ class Config(_Model):
         fallback = self.cloudflare.fallback_region
         if fallback is not None and fallback not in {r.name for r in self.regions}:
             raise ValueError(f"cloudflare.fallback_region: no region named {fallback!r}")
+        self._check_progress_deadlines()
         return self
+
+    def _check_progress_deadlines(self) -> None:
+        """A brought Deployment's progress deadline is the rollout's (rendering fills it in
+        when absent): the deliveries a stalled rollout needs are computed from that one."""
+        wanted = self.rollout.progress_deadline_seconds
+        for i, app in enumerate(self.apps):
+            for document in (d for d in app.source.documents if d.kind == "Deployment"):
+                spec = document.body.get("spec")
+                deadline = spec.get("progressDeadlineSeconds", wanted) if isinstance(spec, dict) else wanted
+                if deadline != wanted:
+                    raise ValueError(
+                        f"apps[{i}].source: {document.describe()}: spec.progressDeadlineSeconds: {deadline} is not "
+                        f"rollout.progress_deadline_seconds ({wanted}); remove it, or set the rollout's, which the "
+                        "deploy's redeliveries are planned around"
+                    )
 
     # --- look-ups the functions use -------------------------------------------------
 
@@ -439,39 +485,53 @@ def _require_unique(what: str, values: list[str]) -> None:
         seen.add(v)
 
 
-def parse_config(text: str, source: str = "<config>") -> Config:
-    """Parses and validates config text; a ConfigError names the file and the bad key."""
+def parse_config(text: str, source: str = "<config>", files: SourceFiles | None = None) -> Config:
+    """Parses and validates config text; a ConfigError names the file and the bad key.
+    An app's template or directory source is read through `files` (default: the files in
+    `source`'s directory), and only then."""
     import yaml  # imported here: only loading needs it
 
     try:
-        data: Any = yaml.load(text, Loader=_strict_loader())  # a SafeLoader subclass
+        data: Any = load_strict(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
+    context = {_SOURCE_FILES: files if files is not None else DirectoryFiles(Path(source).parent)}
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, context=context)
     except ValidationError as e:
         raise ConfigError(f"{source}: " + "; ".join(_describe(err) for err in e.errors())) from None
 
 
-def _strict_loader() -> type:
-    import yaml
+_SOURCE_FILES = "source_files"  # the validation context's key for the SourceFiles
 
-    class StrictLoader(yaml.SafeLoader):
-        """Safe YAML that refuses a key written twice (PyYAML would keep the last)."""
 
-    def mapping(loader: Any, node: Any, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = loader.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice", key_node.start_mark)
-            seen.add(key)
-        return dict(loader.construct_pairs(node, deep=deep))
+@dataclass(frozen=True)
+class DirectoryFiles:
+    """SourceFiles on a directory of the disk: the one place manifest files are read. A
+    path (or a symlink) that resolves outside `base` is refused, so a source reads only
+    files that are bundled beside the config."""
 
-    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
-    return StrictLoader
+    base: Path
+
+    def _inside(self, relative: str) -> Path:
+        path = (self.base / relative).resolve()
+        if not path.is_relative_to(self.base.resolve()):
+            raise ValueError(f"{relative}: resolves outside the config's directory")
+        return path
+
+    def read_text(self, path: str) -> str:
+        try:
+            return self._inside(path).read_text()
+        except OSError as e:
+            raise ValueError(f"{path}: cannot read: {e.strerror}") from None
+
+    def list_names(self, directory: str) -> list[str]:
+        try:
+            return [p.name for p in self._inside(directory).iterdir() if p.is_file()]
+        except OSError as e:
+            raise ValueError(f"{directory}/: cannot list: {e.strerror}") from None
 
 
 def load_config(path: str | Path) -> Config:

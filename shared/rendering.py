@@ -2,9 +2,13 @@
 
 Pure and deterministic: the same config, region and digest give byte-identical objects
 and the same manifest hash, so a rollback to a digest reproduces its original release
-exactly. Structured objects only; nothing is templated as text. The objects are the
-seed article's app in current API versions (apps/v1, autoscaling/v2, policy/v1).
-The Deployment never sets `replicas`: the HPA owns that field.
+exactly. Structured objects only; nothing is templated as text.
+
+Per the app's source (shared/manifest_sources.py): `builtin` renders the seed article's
+app in current API versions (apps/v1, autoscaling/v2, policy/v1), whose Deployment never
+sets `replicas` (the HPA owns that field); a template or directory renders the documents
+loaded with the config, in their order, with the placeholders substituted, geodeploy's
+labels added and the app's Namespace first when they lack it.
 """
 
 from __future__ import annotations
@@ -12,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.config import App, Config, Probe, Region
 from shared.contracts import ImageRef
+from shared.manifest_sources import BUILTIN, Placeholder, substitute_placeholders
 
-__all__ = ["RenderedRelease", "object_key", "render_namespace", "render_release"]
+__all__ = ["HealthTarget", "RenderedRelease", "object_key", "render_namespace", "render_release"]
 
 Object = dict[str, Any]
 
@@ -25,12 +30,23 @@ MANAGED_BY = "geodeploy"
 REGION_LABEL = "geodeploy.dev/region"
 ZONE_LABEL = "geodeploy.dev/zone"
 NAME_LABEL = "app.kubernetes.io/name"
+# The kinds whose rollout a release waits for (apps/v1 only: a CRD may reuse the names).
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+class HealthTarget(NamedTuple):
+    """A workload a release is healthy only when it has rolled out."""
+
+    kind: str
+    namespace: str
+    name: str
 
 
 @dataclass(frozen=True)
 class RenderedRelease:
     objects: tuple[Object, ...]
     manifest_hash: str
+    health_targets: tuple[HealthTarget, ...]  # in document order
 
     def to_yaml(self) -> str:
         import yaml
@@ -63,15 +79,68 @@ def render_namespace(app: App, region: Region) -> Object:
 
 def render_release(config: Config, app: App, region: Region, image: ImageRef) -> RenderedRelease:
     labels = _labels(app, region)
+    if app.source.kind == BUILTIN:
+        objects = _builtin_objects(config, app, region, image, labels)
+    else:
+        objects = _brought_objects(config, app, region, image, labels)
+    return RenderedRelease(objects, manifest_hash(objects), _health_targets(objects))
+
+
+def _builtin_objects(
+    config: Config, app: App, region: Region, image: ImageRef, labels: dict[str, str]
+) -> tuple[Object, ...]:
     steered = config.cloudflare.app == app.name
-    objects = (
+    return (
         _namespace(app, labels),
         _service(app, region, labels, steered),
         _deployment(config, app, image, labels),
         _autoscaler(app, labels),
         _disruption_budget(app, labels),
     )
-    return RenderedRelease(objects, manifest_hash(objects))
+
+
+def placeholder_values(app: App, region: Region, image: ImageRef) -> dict[Placeholder, str]:
+    return {
+        Placeholder.IMAGE: image.reference,
+        Placeholder.ZONE: region.cluster.location,
+        Placeholder.IP: region.static_ip.address,
+        Placeholder.REGION: region.name,
+        Placeholder.NAMESPACE: app.namespace,
+        Placeholder.APP: app.name,
+    }
+
+
+def _brought_objects(
+    config: Config, app: App, region: Region, image: ImageRef, labels: dict[str, str]
+) -> tuple[Object, ...]:
+    values = placeholder_values(app, region, image)
+    # substitute_placeholders copies: nothing rendered shares state with the loaded config.
+    objects = [_with_labels(substitute_placeholders(d.body, values), labels) for d in app.source.documents]
+    for obj in objects:
+        spec = obj.get("spec")
+        if obj["kind"] == "Deployment" and isinstance(spec, dict):
+            # The deadline the deploy's watch and redeliveries are planned around (the
+            # config refuses a document that sets another).
+            spec.setdefault("progressDeadlineSeconds", config.rollout.progress_deadline_seconds)
+    if not any(obj["kind"] == "Namespace" for obj in objects):
+        objects.insert(0, _namespace(app, labels))
+    return tuple(objects)
+
+
+def _with_labels(obj: Object, labels: dict[str, str]) -> Object:
+    """geodeploy's labels on the object itself (ours win for our keys: they say what
+    geodeploy owns); never on selectors or pod templates, whose changes Kubernetes refuses
+    or rolls out."""
+    meta = obj["metadata"]
+    return {**obj, "metadata": {**meta, "labels": {**meta.get("labels", {}), **labels}}}
+
+
+def _health_targets(objects: tuple[Object, ...]) -> tuple[HealthTarget, ...]:
+    return tuple(
+        HealthTarget(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
+        for obj in objects
+        if obj["apiVersion"] == "apps/v1" and obj["kind"] in WORKLOAD_KINDS
+    )
 
 
 def manifest_hash(objects: tuple[Object, ...] | list[Object]) -> str:

@@ -9,6 +9,7 @@ import copy
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -22,7 +23,7 @@ from shared.releases import Release, ReleaseRecord
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "config"
-SHIPPED_CONFIGS = ("example", "sandbox", "sandbox-waves")
+SHIPPED_CONFIGS = ("example", "sandbox", "sandbox-waves", "examples/seed")
 
 SHOP_REPO = "europe-docker.pkg.dev/geo-test-project/apps/shop"
 WORKER_REPO = "europe-docker.pkg.dev/geo-test-project/apps/worker"
@@ -92,6 +93,31 @@ _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 @cache
 def _parse(text: str, source: str) -> Config:
     return parse_config(text, source)
+
+
+@dataclass(frozen=True)
+class MemoryFiles:
+    """The files beside a config, held in memory (a SourceFiles): {"deploy/k8s.yaml": text}."""
+
+    files: dict[str, str]
+
+    def read_text(self, path: str) -> str:
+        if path not in self.files:
+            raise ValueError(f"{path}: cannot read: No such file or directory")
+        return self.files[path]
+
+    def list_names(self, directory: str) -> list[str]:
+        return [p.rpartition("/")[2] for p in self.files if p.rpartition("/")[0] == directory]
+
+
+def build_sourced_config(
+    source: Any, files: dict[str, str], data: dict[str, Any] | None = None, source_file: str = "test.yaml"
+) -> Config:
+    """`data` (default: config_data()) with the first app's objects from `source`, e.g.
+    {"template": "deploy/k8s.yaml"}, its files given as text."""
+    data = changed(config_data() if data is None else data, "apps[0].source", source)
+    text = yaml.dump(data, Dumper=_Dumper, sort_keys=False)
+    return parse_config(text, source_file, MemoryFiles(files))
 
 
 _TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
