@@ -116,10 +116,10 @@ class Follower:
         if not s.reachable:
             view: tuple[Any, ...] = ("unreachable", s.error)
             text = f"unreachable: {s.error}"
-        elif s.deployment is None:
+        elif not s.deployed:
             view, text = ("absent",), "not deployed yet"
         else:
-            state = s.rollout(self.ctx.app.manifests.min_available)
+            state = s.rollout()
             current = s.record.current
             view = (state.phase, state.available, state.desired, state.image, current and current.release_id,
                     current and current.status)  # fmt: skip
@@ -229,7 +229,7 @@ class Follower:
             s = snapshots[t.region]
             running = "unreachable"
             if s.reachable:
-                running = short_image(s.rollout(self.ctx.app.manifests.min_available).image) if s.deployment else "-"
+                running = short_image(s.rollout().image) if s.deployed else "-"
             rows.append([t.region, t.request.wave if follows_waves else "-", t.outcome, running, t.detail])
         say()
         say(f"{self.title}: done in {elapsed:.0f} s (message {self.message_id})")

@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from shared.errors import ConfigError, InvalidMessage
-from shared.manifest_sources import BUILTIN, ManifestSource, SourceFiles, read_source
+from shared.manifest_sources import BUILTIN, WORKLOAD_KINDS, ManifestSource, SourceFiles, read_source
 from shared.yaml_loading import load_strict
 
 __all__ = ["App", "Config", "DirectoryFiles", "Region", "load_config", "parse_config"]
@@ -235,7 +235,15 @@ class App(_Model):
         files = (info.context or {}).get(_SOURCE_FILES)
         if files is None:
             raise ValueError("manifest files are read only by parse_config or load_config")
-        return read_source(source, namespace, files)
+        loaded = read_source(source, namespace, files)
+        if not any(d.body["apiVersion"] == "apps/v1" and d.kind in WORKLOAD_KINDS for d in loaded.documents):
+            # A release is healthy when its workloads have rolled out: with none, nothing
+            # would say whether the pushed image runs.
+            raise ValueError(
+                f"{source.template or source.directory}: no apps/v1 {', '.join(WORKLOAD_KINDS)}; "
+                "a release needs one to watch"
+            )
+        return loaded
 
     @field_validator("manifests")
     @classmethod

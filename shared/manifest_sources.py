@@ -27,6 +27,7 @@ from shared.yaml_loading import load_manifest_documents
 
 __all__ = [
     "BUILTIN",
+    "WORKLOAD_KINDS",
     "ManifestDocument",
     "ManifestSource",
     "Placeholder",
@@ -164,6 +165,8 @@ class ManifestSource(BaseModel):
         return self._notes
 
 
+# The kinds whose rollout a release waits for (apps/v1 only: a CRD may reuse the names).
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 # Where each workload kind keeps its pod spec (the containers __IMAGE__ is checked in).
 POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
     "Pod": ("spec",),

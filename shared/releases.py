@@ -304,16 +304,19 @@ def stamp_order(obj: dict[str, Any] | None) -> ReleaseOrder | None:
     return release_order(issued_at, str(release_id))
 
 
-def stamped(obj: dict[str, Any], release: Release, live: dict[str, Any] | None) -> dict[str, Any]:
+def stamped(
+    obj: dict[str, Any], release: Release, live: dict[str, Any] | None, *, pod_template: bool = True
+) -> dict[str, Any]:
     """`obj` carrying `release`'s stamp and, if `live` is given, its resourceVersion as
-    the guard (the API server answers 409 if the object moved since it was read)."""
+    the guard (the API server answers 409 if the object moved since it was read).
+    `pod_template`: stamp the pod template too, so the release restarts its pods."""
     metadata = dict(obj["metadata"])
     metadata["annotations"] = {**(metadata.get("annotations") or {}), **release_stamp(release)}
     if live is not None:
         metadata["resourceVersion"] = live["metadata"]["resourceVersion"]
     out = {**obj, "metadata": metadata}
     template = (obj.get("spec") or {}).get("template")
-    if template is not None:
+    if template is not None and pod_template:
         # On the pod template too: every release is a rollout of its own, even one that
         # re-applies the spec of a release that failed in place (a retried digest), whose
         # old ProgressDeadlineExceeded would otherwise never clear.

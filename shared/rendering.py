@@ -15,14 +15,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from shared.config import App, Config, Probe, Region
 from shared.contracts import ImageRef
-from shared.manifest_sources import BUILTIN, Placeholder, substitute_placeholders
+from shared.manifest_sources import BUILTIN, WORKLOAD_KINDS, Placeholder, substitute_placeholders
+from shared.rollout import MinAvailable, RolloutState, combine_rollouts, evaluate_workload
 
-__all__ = ["HealthTarget", "RenderedRelease", "object_key", "render_namespace", "render_release"]
+__all__ = [
+    "HealthTarget",
+    "RenderedRelease",
+    "object_key",
+    "render_namespace",
+    "render_release",
+    "render_shape",
+]
 
 Object = dict[str, Any]
 
@@ -30,8 +39,6 @@ MANAGED_BY = "geodeploy"
 REGION_LABEL = "geodeploy.dev/region"
 ZONE_LABEL = "geodeploy.dev/zone"
 NAME_LABEL = "app.kubernetes.io/name"
-# The kinds whose rollout a release waits for (apps/v1 only: a CRD may reuse the names).
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 
 
 class HealthTarget(NamedTuple):
@@ -47,6 +54,7 @@ class RenderedRelease:
     objects: tuple[Object, ...]
     manifest_hash: str
     health_targets: tuple[HealthTarget, ...]  # in document order
+    image: str = ""  # the pinned reference every `__IMAGE__` became
 
     def to_yaml(self) -> str:
         import yaml
@@ -55,6 +63,85 @@ class RenderedRelease:
 
     def find(self, kind: str) -> Object:
         return next(o for o in self.objects if o["kind"] == kind)
+
+    def workload(self, target: HealthTarget) -> Object:
+        return next(o for o in self.objects if _target_of(o) == target)
+
+    def min_available(self, target: HealthTarget) -> MinAvailable:
+        """The minAvailable of the first PodDisruptionBudget whose matchLabels select the
+        target's pods (0 without one): the least a region serves with."""
+        pod_labels = _pod_labels(self.workload(target))
+        for budget in (o for o in self.objects if o["kind"] == "PodDisruptionBudget"):
+            spec = budget.get("spec") or {}
+            selector = spec.get("selector") or {}
+            match = selector.get("matchLabels") or {}
+            if match and not selector.get("matchExpressions") and match.items() <= pod_labels.items():
+                return spec.get("minAvailable", 0) if isinstance(spec.get("minAvailable"), int | str) else 0
+        return 0
+
+    def initial_replicas(self, target: HealthTarget) -> int | None:
+        """What the HorizontalPodAutoscaler scaling the target would first scale it to
+        (its minReplicas), or None when no autoscaler scales it."""
+        for autoscaler in (o for o in self.objects if o["kind"] == "HorizontalPodAutoscaler"):
+            spec = autoscaler.get("spec") or {}
+            ref = spec.get("scaleTargetRef") or {}
+            if (ref.get("kind"), ref.get("name")) == (target.kind, target.name):
+                return int(spec.get("minReplicas", 1))
+        return None
+
+    def restarts(self, obj: Object) -> bool:
+        """Whether `obj` is a workload running the release's own image: only such a one
+        restarts its pods for every release (its pod template carries the release's
+        stamp); another rolls only when its own spec changes."""
+        return _target_of(obj) is not None and self.image in _container_images(obj)
+
+    def rollout(
+        self,
+        live: list[Object | None],
+        applied_at: datetime | None = None,
+        *,
+        now: datetime | None = None,
+        progress_deadline_seconds: int | None = None,
+    ) -> RolloutState:
+        """The release's rollout from its health targets as read (`live`, in the same order);
+        its image is the one running where the release puts its own."""
+        combined = combine_rollouts(
+            [
+                (
+                    f"{target.kind}/{target.namespace}/{target.name}",
+                    evaluate_workload(
+                        target.kind,
+                        obj,
+                        self.min_available(target),
+                        applied_at,
+                        now=now,
+                        progress_deadline_seconds=progress_deadline_seconds,
+                    ),
+                )
+                for target, obj in zip(self.health_targets, live, strict=True)
+            ]
+        )
+        return replace(combined, image=self._running_image(live))
+
+    def _running_image(self, live: list[Object | None]) -> str | None:
+        for target, obj in zip(self.health_targets, live, strict=True):
+            rendered = _container_images(self.workload(target))
+            if self.image in rendered:
+                running = _container_images(obj) if obj is not None else []
+                index = rendered.index(self.image)
+                return running[index] if index < len(running) else None
+        return None
+
+
+# The image the shape of a release is rendered with when only its objects' kinds, names
+# and health rules are wanted (they never depend on the image).
+_SHAPE_IMAGE = "shape.invalid/geodeploy@sha256:" + "0" * 64
+
+
+def render_shape(config: Config, app: App, region: Region) -> RenderedRelease:
+    """What a release of `app` in `region` consists of, whatever its image: for reading
+    its health targets where no release is at hand (traffic, the CLI)."""
+    return render_release(config, app, region, ImageRef.parse(_SHAPE_IMAGE))
 
 
 def object_key(obj: Object) -> str:
@@ -83,7 +170,7 @@ def render_release(config: Config, app: App, region: Region, image: ImageRef) ->
         objects = _builtin_objects(config, app, region, image, labels)
     else:
         objects = _brought_objects(config, app, region, image, labels)
-    return RenderedRelease(objects, manifest_hash(objects), _health_targets(objects))
+    return RenderedRelease(objects, manifest_hash(objects), _health_targets(objects), image.reference)
 
 
 def _builtin_objects(
@@ -135,12 +222,23 @@ def _with_labels(obj: Object, labels: dict[str, str]) -> Object:
     return {**obj, "metadata": {**meta, "labels": {**meta.get("labels", {}), **labels}}}
 
 
+def _target_of(obj: Object) -> HealthTarget | None:
+    if obj["apiVersion"] != "apps/v1" or obj["kind"] not in WORKLOAD_KINDS:
+        return None
+    return HealthTarget(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
+
+
 def _health_targets(objects: tuple[Object, ...]) -> tuple[HealthTarget, ...]:
-    return tuple(
-        HealthTarget(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
-        for obj in objects
-        if obj["apiVersion"] == "apps/v1" and obj["kind"] in WORKLOAD_KINDS
-    )
+    return tuple(target for target in map(_target_of, objects) if target is not None)
+
+
+def _pod_labels(workload: Object) -> dict[str, Any]:
+    return (((workload.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
+
+
+def _container_images(workload: Object) -> list[str | None]:
+    pod = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return [c.get("image") for key in ("initContainers", "containers") for c in pod.get(key) or []]
 
 
 def manifest_hash(objects: tuple[Object, ...] | list[Object]) -> str:

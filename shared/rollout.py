@@ -1,20 +1,37 @@
-"""Rollout evaluation: is a Deployment's rollout done, still going, or failed?
+"""Rollout evaluation: is a workload's rollout done, still going, or failed?
 
-Pure. The rules are kubectl's (`kubectl rollout status`), plus one of ours: a rollout
-is only "serving" once at least the PDB's minAvailable pods are available, so a region
-is never reported healthy with fewer pods than the disruption budget promises.
+Pure. The rules are kubectl's (`kubectl rollout status`) for each kind (Deployment,
+StatefulSet, DaemonSet), plus two of ours:
+- a rollout is only complete once at least the PDB's minAvailable pods are available, so
+  a region is never reported healthy with fewer pods than the disruption budget promises;
+- a StatefulSet or DaemonSet has no progress deadline of its own (kubectl would wait
+  forever), so geodeploy gives it the Deployment's: not complete that long after its
+  apply is ProgressDeadlineExceeded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["RolloutPhase", "RolloutState", "evaluate_rollout"]
+__all__ = ["RolloutPhase", "RolloutState", "combine_rollouts", "evaluate_rollout", "evaluate_workload"]
 
 PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+NOT_FOUND = "NotFound"
+COMPLETE = "Complete"
+WAITING_FOR_OBSERVATION = "WaitingForObservation"
+BELOW_MIN_AVAILABLE = "BelowMinAvailable"
+WAITING_FOR_READY = "WaitingForReady"
+UPDATING_REPLICAS = "UpdatingReplicas"
+WAITING_FOR_AVAILABILITY = "WaitingForAvailability"
+TERMINATING_OLD_REPLICAS = "TerminatingOldReplicas"
+ROLLING_UPDATE = "RollingUpdate"
+# A PDB's minAvailable: a count, or a percentage of the desired pods (rounded up, as the
+# disruption controller does).
+MinAvailable = int | str
 
 
 class RolloutPhase(StrEnum):
@@ -32,20 +49,156 @@ class RolloutState:
     available: int = 0
     updated: int = 0
     desired: int = 0
+    # Whether at least minAvailable pods are available: a region mid-rollout still serves.
+    serving: bool = False
 
     @property
     def done(self) -> bool:
         return self.phase is not RolloutPhase.PROGRESSING
 
 
+def evaluate_workload(
+    kind: str,
+    workload: dict[str, Any] | None,
+    min_available: MinAvailable,
+    applied_at: datetime | None = None,
+    *,
+    now: datetime | None = None,
+    progress_deadline_seconds: int | None = None,
+) -> RolloutState:
+    """One workload's rollout by its kind's rules. `now` and `progress_deadline_seconds`
+    give a StatefulSet or DaemonSet its deadline (a Deployment's controller keeps its own)."""
+    if kind == "Deployment":
+        return evaluate_rollout(workload, min_available, applied_at)
+    if workload is None:
+        return RolloutState(RolloutPhase.FAILED, NOT_FOUND, f"the {kind} does not exist")
+    rules = {"StatefulSet": _evaluate_stateful_set, "DaemonSet": _evaluate_daemon_set}.get(kind)
+    if rules is None:
+        raise ValueError(f"no rollout rules for a {kind}")
+    state = rules(workload, min_available)
+    overdue = (
+        state.phase is RolloutPhase.PROGRESSING
+        and applied_at is not None
+        and now is not None
+        and progress_deadline_seconds is not None
+        and (now - applied_at).total_seconds() > progress_deadline_seconds
+    )
+    if overdue:
+        return _with(
+            state,
+            RolloutPhase.FAILED,
+            PROGRESS_DEADLINE_EXCEEDED,
+            f"{kind} has not rolled out {progress_deadline_seconds} s after its apply: {state.message}",
+        )
+    return state
+
+
+def combine_rollouts(states: list[tuple[str, RolloutState]]) -> RolloutState:
+    """A release's rollout from its workloads' (named by object key, in document order):
+    failed if any failed, complete when all are; the counts and image are the first's."""
+    if len(states) == 1:
+        return states[0][1]
+    first = states[0][1]
+    serving = all(state.serving for _, state in states)
+    for phase in (RolloutPhase.FAILED, RolloutPhase.PROGRESSING):
+        found = next(((key, state) for key, state in states if state.phase is phase), None)
+        if found is not None:
+            key, state = found
+            return replace(first, phase=phase, reason=state.reason, message=f"{key}: {state.message}", serving=serving)
+    message = "; ".join(f"{key}: {state.message}" for key, state in states)
+    return replace(first, phase=RolloutPhase.COMPLETE, reason=COMPLETE, message=message, serving=serving)
+
+
+def _with(state: RolloutState, phase: RolloutPhase, reason: str, message: str) -> RolloutState:
+    return replace(state, phase=phase, reason=reason, message=message)
+
+
+def resolve_min_available(min_available: MinAvailable, desired: int) -> int:
+    if isinstance(min_available, str) and min_available.endswith("%"):
+        return math.ceil(desired * int(min_available[:-1]) / 100)
+    return int(min_available)
+
+
+def _first_image(spec: dict[str, Any]) -> str | None:
+    containers = spec.get("template", {}).get("spec", {}).get("containers", [])
+    return containers[0].get("image") if containers else None
+
+
+def _evaluate_stateful_set(workload: dict[str, Any], min_available: MinAvailable) -> RolloutState:
+    meta, spec, status = workload.get("metadata", {}), workload.get("spec", {}), workload.get("status") or {}
+    desired = int(spec.get("replicas", 1))
+    ready = int(status.get("readyReplicas", 0))
+    available = int(status.get("availableReplicas", ready))
+    updated = int(status.get("updatedReplicas", 0))
+    floor = resolve_min_available(min_available, desired)
+
+    def state(phase: RolloutPhase, reason: str, message: str) -> RolloutState:
+        return RolloutState(
+            phase, reason, message, _first_image(spec), available, updated, desired, serving=available >= floor
+        )
+
+    if int(meta.get("generation", 0)) > int(status.get("observedGeneration", 0)):
+        return state(
+            RolloutPhase.PROGRESSING, WAITING_FOR_OBSERVATION, "waiting for the controller to see the new spec"
+        )
+    strategy = spec.get("updateStrategy") or {}
+    if strategy.get("type", ROLLING_UPDATE) != ROLLING_UPDATE:
+        # OnDelete: nothing rolls out until pods are deleted by hand (kubectl says the same).
+        return state(RolloutPhase.COMPLETE, COMPLETE, "OnDelete update strategy: no rollout to wait for")
+    if ready < desired:
+        return state(RolloutPhase.PROGRESSING, WAITING_FOR_READY, f"{ready} of {desired} pods ready")
+    partition = int((strategy.get("rollingUpdate") or {}).get("partition", 0))
+    if partition > 0:
+        if updated < desired - partition:
+            return state(
+                RolloutPhase.PROGRESSING,
+                UPDATING_REPLICAS,
+                f"{updated} of {desired - partition} pods above partition {partition} updated",
+            )
+    elif status.get("updateRevision") != status.get("currentRevision"):
+        return state(RolloutPhase.PROGRESSING, UPDATING_REPLICAS, f"{updated} of {desired} pods at the new revision")
+    if available < floor:
+        return state(RolloutPhase.PROGRESSING, BELOW_MIN_AVAILABLE, f"{available} available, the PDB promises {floor}")
+    return state(RolloutPhase.COMPLETE, COMPLETE, f"{ready} of {desired} pods ready")
+
+
+def _evaluate_daemon_set(workload: dict[str, Any], min_available: MinAvailable) -> RolloutState:
+    meta, spec, status = workload.get("metadata", {}), workload.get("spec", {}), workload.get("status") or {}
+    desired = int(status.get("desiredNumberScheduled", 0))
+    updated = int(status.get("updatedNumberScheduled", 0))
+    available = int(status.get("numberAvailable", 0))
+    floor = resolve_min_available(min_available, desired)
+
+    def state(phase: RolloutPhase, reason: str, message: str) -> RolloutState:
+        return RolloutState(
+            phase, reason, message, _first_image(spec), available, updated, desired, serving=available >= floor
+        )
+
+    if int(meta.get("generation", 0)) > int(status.get("observedGeneration", 0)):
+        return state(
+            RolloutPhase.PROGRESSING, WAITING_FOR_OBSERVATION, "waiting for the controller to see the new spec"
+        )
+    if (spec.get("updateStrategy") or {}).get("type", ROLLING_UPDATE) != ROLLING_UPDATE:
+        return state(RolloutPhase.COMPLETE, COMPLETE, "OnDelete update strategy: no rollout to wait for")
+    if updated < desired:
+        return state(RolloutPhase.PROGRESSING, UPDATING_REPLICAS, f"{updated} of {desired} new pods scheduled")
+    if available < desired:
+        return state(
+            RolloutPhase.PROGRESSING, WAITING_FOR_AVAILABILITY, f"{available} of {desired} updated pods available"
+        )
+    if available < floor:
+        return state(RolloutPhase.PROGRESSING, BELOW_MIN_AVAILABLE, f"{available} available, the PDB promises {floor}")
+    return state(RolloutPhase.COMPLETE, COMPLETE, f"{available} of {desired} pods available")
+
+
 def evaluate_rollout(
-    deployment: dict[str, Any] | None, min_available: int, applied_at: datetime | None = None
+    deployment: dict[str, Any] | None, min_available: MinAvailable, applied_at: datetime | None = None
 ) -> RolloutState:
     """`applied_at`: when the spec being watched was applied. A ProgressDeadlineExceeded
     condition last updated no later than that belongs to the previous rollout (the
     controller keeps it until a sync shows progress), so it is not this rollout's failure."""
     if deployment is None:
-        return RolloutState(RolloutPhase.FAILED, "NotFound", "the Deployment does not exist")
+        return RolloutState(RolloutPhase.FAILED, NOT_FOUND, "the Deployment does not exist")
     meta = deployment.get("metadata", {})
     spec = deployment.get("spec", {})
     status = deployment.get("status") or {}
@@ -55,13 +208,14 @@ def evaluate_rollout(
     updated = int(status.get("updatedReplicas", 0))
     total = int(status.get("replicas", 0))
     available = int(status.get("availableReplicas", 0))
+    floor = resolve_min_available(min_available, desired)
 
     def state(phase: RolloutPhase, reason: str, message: str) -> RolloutState:
-        return RolloutState(phase, reason, message, image, available, updated, desired)
+        return RolloutState(phase, reason, message, image, available, updated, desired, serving=available >= floor)
 
     if int(meta.get("generation", 0)) > int(status.get("observedGeneration", 0)):
         return state(
-            RolloutPhase.PROGRESSING, "WaitingForObservation", "waiting for the controller to see the new spec"
+            RolloutPhase.PROGRESSING, WAITING_FOR_OBSERVATION, "waiting for the controller to see the new spec"
         )
     progressing = next((c for c in status.get("conditions", []) if c.get("type") == "Progressing"), None)
     if (
@@ -71,20 +225,18 @@ def evaluate_rollout(
     ):
         return state(RolloutPhase.FAILED, PROGRESS_DEADLINE_EXCEEDED, progressing.get("message", "rollout stalled"))
     if updated < desired:
-        return state(RolloutPhase.PROGRESSING, "UpdatingReplicas", f"{updated} of {desired} new replicas updated")
+        return state(RolloutPhase.PROGRESSING, UPDATING_REPLICAS, f"{updated} of {desired} new replicas updated")
     if total > updated:
         return state(
-            RolloutPhase.PROGRESSING, "TerminatingOldReplicas", f"{total - updated} old replicas pending termination"
+            RolloutPhase.PROGRESSING, TERMINATING_OLD_REPLICAS, f"{total - updated} old replicas pending termination"
         )
     if available < updated:
         return state(
-            RolloutPhase.PROGRESSING, "WaitingForAvailability", f"{available} of {updated} updated replicas available"
+            RolloutPhase.PROGRESSING, WAITING_FOR_AVAILABILITY, f"{available} of {updated} updated replicas available"
         )
-    if available < min_available:
-        return state(
-            RolloutPhase.PROGRESSING, "BelowMinAvailable", f"{available} available, the PDB promises {min_available}"
-        )
-    return state(RolloutPhase.COMPLETE, "Complete", f"{available} of {desired} replicas available")
+    if available < floor:
+        return state(RolloutPhase.PROGRESSING, BELOW_MIN_AVAILABLE, f"{available} available, the PDB promises {floor}")
+    return state(RolloutPhase.COMPLETE, COMPLETE, f"{available} of {desired} replicas available")
 
 
 def _later(timestamp: str | None, moment: datetime) -> bool:

@@ -18,12 +18,13 @@ from typing import Any, Literal
 from shared.config import Config, Region
 from shared.errors import RECORD_UNREADABLE
 from shared.releases import ReleaseRecord
-from shared.rollout import RolloutPhase, evaluate_rollout
+from shared.rollout import RolloutPhase, RolloutState, evaluate_rollout
 
 __all__ = [
     "RECONCILE_MARK_KEY",
     "RegionHealth",
     "assess_region",
+    "assess_rollout",
     "changed_fields",
     "choose_enabled_pools",
     "covering_reconcile",
@@ -60,30 +61,34 @@ class RegionHealth:
 def assess_region(
     region: str, deployment: Object | None, record: ReleaseRecord | None, min_available: int
 ) -> RegionHealth:
-    """A region is healthy when its app serves with at least the PDB's minimum of pods and
-    no failed release or automatic rollback is in progress there.
+    """assess_rollout for an app whose one workload is `deployment`."""
+    return assess_rollout(region, evaluate_rollout(deployment, min_available) if deployment else None, record)
+
+
+def assess_rollout(region: str, rollout: RolloutState | None, record: ReleaseRecord | None) -> RegionHealth:
+    """A region is healthy when its app serves, every workload with at least its PDB's
+    minimum of pods, and no failed release or automatic rollback is in progress there.
+    `rollout`: its workloads' rollout, None when its first workload does not exist.
 
     `record` None: the region's release record exists but cannot be read (edited by hand).
     Without it a failed release or a running rollback cannot be ruled out, so the region is
     unhealthy, whatever its pods say, until the record is repaired."""
     if record is None:
-        available = evaluate_rollout(deployment, min_available).available if deployment is not None else 0
-        return RegionHealth(region, "unhealthy", RECORD_UNREADABLE, available)
-    if deployment is None:
+        return RegionHealth(region, "unhealthy", RECORD_UNREADABLE, rollout.available if rollout else 0)
+    if rollout is None:
         return RegionHealth(region, "unhealthy", "not_deployed")
     current = record.current
-    state = evaluate_rollout(deployment, min_available)
     if current is not None and current.rollback_of and current.status == "failed":
-        return RegionHealth(region, "unhealthy", "rollback_failed", state.available)
+        return RegionHealth(region, "unhealthy", "rollback_failed", rollout.available)
     if current is not None and current.rollback_of and current.status != "succeeded":
-        return RegionHealth(region, "unhealthy", "rolling_back", state.available)
+        return RegionHealth(region, "unhealthy", "rolling_back", rollout.available)
     if current is not None and current.status == "failed":
-        return RegionHealth(region, "unhealthy", "release_failed", state.available)
-    if state.phase is RolloutPhase.FAILED:
-        return RegionHealth(region, "unhealthy", "rollout_failed", state.available)
-    if state.available < min_available:
-        return RegionHealth(region, "unhealthy", "below_min_available", state.available)
-    return RegionHealth(region, "healthy", "serving", state.available)
+        return RegionHealth(region, "unhealthy", "release_failed", rollout.available)
+    if rollout.phase is RolloutPhase.FAILED:
+        return RegionHealth(region, "unhealthy", "rollout_failed", rollout.available)
+    if not rollout.serving:
+        return RegionHealth(region, "unhealthy", "below_min_available", rollout.available)
+    return RegionHealth(region, "healthy", "serving", rollout.available)
 
 
 def choose_enabled_pools(

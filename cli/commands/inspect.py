@@ -70,10 +70,10 @@ def _region_row(ctx: Context, s: RegionSnapshot) -> list[Any]:
     if not s.reachable:
         return [s.region.name, NONE, "unreachable", NONE, NONE, NONE, NONE, NONE]
     current = s.record.current
-    if s.deployment is None:
+    if not s.deployed:
         rollout, available, image = "not deployed", NONE, NONE
     else:
-        state = s.rollout(ctx.app.manifests.min_available)
+        state = s.rollout()
         rollout, available, image = state.phase.value, f"{state.available}/{state.desired}", short_image(state.image)
     if current is None:
         return [s.region.name, image, rollout, available, NONE, NONE, NONE, NONE]
@@ -100,11 +100,10 @@ def _cloudflare_view(ctx: Context, snapshots: list[RegionSnapshot]) -> dict[str,
     by_name: dict[str, dict[str, Any]] = {}
     for listed in sorted(pools, key=lambda p: str(p.get("created_on", ""))):
         by_name.setdefault(str(listed.get("name")), listed)  # the oldest, as reconcile_traffic keeps
-    min_available = ctx.app.manifests.min_available
     rows = []
     for s in snapshots:
         pool = by_name.get(s.region.cloudflare.pool)
-        health = s.health(min_available)
+        health = s.health()
         rows.append(
             {
                 "region": s.region.name,
@@ -123,7 +122,7 @@ def _status_json(ctx: Context, snapshots: list[RegionSnapshot], cloudflare: dict
     for s in snapshots:
         entry: dict[str, Any] = {"region": s.region.name, "reachable": s.reachable, "error": s.error}
         if s.reachable:
-            state = s.rollout(ctx.app.manifests.min_available) if s.deployment is not None else None
+            state = s.rollout() if s.deployed else None
             entry["image"] = state.image if state else None
             entry["digest_short"] = short_image(state.image) if state else None
             entry["rollout"] = (

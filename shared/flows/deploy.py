@@ -44,8 +44,8 @@ from shared.releases import (
     stamp_order,
     stamped,
 )
-from shared.rendering import RenderedRelease, object_key, render_release
-from shared.rollout import RolloutPhase, RolloutState, evaluate_rollout
+from shared.rendering import HealthTarget, RenderedRelease, object_key, render_release
+from shared.rollout import RolloutPhase, RolloutState, combine_rollouts, evaluate_workload
 
 __all__ = ["RegionDeployer", "apply_release"]
 
@@ -62,6 +62,11 @@ MAX_ISSUED_AHEAD = timedelta(minutes=5)
 _DECIDE_ATTEMPTS = 8  # re-reads after a conflicting record write, before redelivery
 _APPLY_ATTEMPTS = 8  # re-reads after the Deployment moved under a guarded apply
 _REAPPLY_LIMIT = 3  # a release put back after an older apply or a hand edit replaced it
+
+
+# Workloads as an apply returned them, by health target.
+Applied = dict[HealthTarget, dict[str, Any]]
+_Evaluate = Callable[[dict[str, Any] | None], RolloutState]
 
 
 class Superseded(Exception):
@@ -236,7 +241,7 @@ class _Run:
             return self._refused(release, record, version, e)
 
     def _watch_and_finish(
-        self, release: Release, record: ReleaseRecord, version: str | None, applied: dict[str, Any] | None = None
+        self, release: Release, record: ReleaseRecord, version: str | None, applied: Applied | None = None
     ) -> DeployResult | None:
         state = self._watch(release, applied)
         if state.phase is RolloutPhase.COMPLETE and release.rollback_of:
@@ -340,59 +345,109 @@ class _Run:
         self.log.warning("automatic_rollback_started", image=target.image, failed_image=failed.image)
         return self._roll_out(rollback, record, version)
 
-    def _watch(self, release: Release, applied: dict[str, Any] | None = None) -> RolloutState:
-        """`applied`: the Deployment as our apply returned it, the watch's starting point."""
-        min_available = self.app.manifests.min_available
+    def _watch(self, release: Release, applied: Applied | None = None) -> RolloutState:
+        """Watches each of the release's workloads until it settles, then says how the
+        release's rollout stands. `applied`: workloads as our apply returned them, each
+        watch's starting point."""
+        rendered = self.deployer._render(self.app, release.image)
+        applied = applied or {}
         last_message = [""]
-
-        def progressed(deployment: dict | None) -> None:
-            state = evaluate_rollout(deployment, min_available, release.applied_at)
-            if state.message != last_message[0]:
-                last_message[0] = state.message
-                self.log.info("rollout_progress", image=release.image, phase=state.phase.value, detail=state.message)
-
         for _ in range(_REAPPLY_LIMIT + 1):
-            final = self.deployer.kube.watch_object(
-                "apps/v1",
-                "Deployment",
-                self.app.name,
-                self.app.namespace,
-                until=lambda d: _is_settled(d, release, min_available),
-                deadline=self.deadline,
-                on_change=progressed,
-                start=applied,
-            )
-            if final is None or _runs(final, release):
-                return evaluate_rollout(final, min_available, release.applied_at)
-            # Something else is in the Deployment now. Only a newer release may take over.
-            stamp = stamp_order(final)
+            seen: list[dict[str, Any] | None] = []
+            for target in rendered.health_targets:
+                evaluate = self._evaluator(rendered, target, release)
+
+                def progressed(workload: dict | None, evaluate: _Evaluate = evaluate) -> None:
+                    state = evaluate(workload)
+                    if state.message != last_message[0]:
+                        last_message[0] = state.message
+                        self.log.info(
+                            "rollout_progress", image=release.image, phase=state.phase.value, detail=state.message
+                        )
+
+                seen.append(
+                    self.deployer.kube.watch_object(
+                        "apps/v1",
+                        target.kind,
+                        target.name,
+                        target.namespace,
+                        until=_settled(evaluate, release),
+                        deadline=self._watch_deadline(target, release),
+                        on_change=progressed,
+                        start=applied.get(target),
+                    )
+                )
+                if seen[-1] is None or not _runs(seen[-1], release) or evaluate(seen[-1]).phase is RolloutPhase.FAILED:
+                    break  # the others need no watching: this one decides
+            replaced = next((w for w in seen if w is not None and not _runs(w, release)), None)
+            if replaced is None:
+                return self._rollout(rendered, release, seen)
+            # Something else is in a workload now. Only a newer release may take over.
+            stamp = stamp_order(replaced)
             current = self.store.read()[0].current
             newer_claim = (
                 current is not None and current.release_id != release.release_id and current.claim_order > release.order
             )
             if (stamp is not None and stamp > release.order) or newer_claim:
-                raise Superseded(f"the Deployment now runs {_image_of(final)}")
-            self.log.warning("release_reapplied", detail=f"the Deployment ran {_image_of(final)}, an older release")
-            applied = apply_release(
-                self.deployer.kube, self.deployer._render(self.app, release.image), self.app, self.log, release
+                raise Superseded(f"{_kind_and_name(replaced)} now runs {_image_of(replaced)}")
+            self.log.warning(
+                "release_reapplied", detail=f"{_kind_and_name(replaced)} ran {_image_of(replaced)}, an older release"
             )
-        raise TransientError(f"the Deployment kept being replaced while {release.image} rolled out")
+            applied = apply_release(self.deployer.kube, rendered, self.app, self.log, release)
+        raise TransientError(f"the workloads kept being replaced while {release.image} rolled out")
+
+    def _evaluator(self, rendered: RenderedRelease, target: HealthTarget, release: Release | None) -> _Evaluate:
+        min_available = rendered.min_available(target)
+        applied_at = release.applied_at if release is not None else None
+        deadline = self.deployer.config.rollout.progress_deadline_seconds
+        return lambda w: evaluate_workload(
+            target.kind, w, min_available, applied_at, now=self.deployer.now(), progress_deadline_seconds=deadline
+        )
+
+    def _watch_deadline(self, target: HealthTarget, release: Release) -> float:
+        """The call's deadline; for a StatefulSet or DaemonSet no later than the progress
+        deadline geodeploy gives it (no controller condition would end the watch)."""
+        if target.kind == "Deployment" or release.applied_at is None:
+            return self.deadline
+        deadline = self.deployer.config.rollout.progress_deadline_seconds
+        left = deadline - (self.deployer.now() - release.applied_at).total_seconds()
+        return min(self.deadline, self.deployer.monotonic() + max(0.0, left) + 1)
+
+    def _rollout(
+        self, rendered: RenderedRelease, release: Release | None, seen: list[dict[str, Any] | None]
+    ) -> RolloutState:
+        """The release's rollout from the workloads watched, in order (a watch stops at the
+        first workload that decides: failed, replaced or, baking, no longer complete)."""
+        return combine_rollouts(
+            [
+                (object_key(rendered.workload(target)), self._evaluator(rendered, target, release)(workload))
+                for target, workload in zip(rendered.health_targets, seen, strict=False)
+            ]
+        )
 
     def _bake(self, rollback: Release) -> RolloutState:
         """Keeps watching a finished automatic rollback: the region counts as recovered
-        only if it stays complete for rollout.rollback_bake_seconds."""
-        min_available = self.app.manifests.min_available
+        only if every workload stays complete for rollout.rollback_bake_seconds."""
+        rendered = self.deployer._render(self.app, rollback.image)
         bake = self.deployer.config.rollout.rollback_bake_seconds
         self.log.info("rollback_baking", image=rollback.image, seconds=bake)
-        final = self.deployer.kube.watch_object(
-            "apps/v1",
-            "Deployment",
-            self.app.name,
-            self.app.namespace,
-            until=lambda d: evaluate_rollout(d, min_available).phase is not RolloutPhase.COMPLETE,
-            deadline=min(self.deadline, self.deployer.monotonic() + bake),
-        )
-        return evaluate_rollout(final, min_available)
+        deadline = min(self.deadline, self.deployer.monotonic() + bake)
+        seen: list[dict[str, Any] | None] = []
+        for target in rendered.health_targets:
+            evaluate = self._evaluator(rendered, target, None)
+            seen.append(
+                self.deployer.kube.watch_object(
+                    "apps/v1",
+                    target.kind,
+                    target.name,
+                    target.namespace,
+                    until=_no_longer_complete(evaluate),
+                    deadline=deadline,
+                )
+            )
+            if evaluate(seen[-1]).phase is not RolloutPhase.COMPLETE:
+                break
+        return self._rollout(rendered, None, seen)
 
     # --- results ------------------------------------------------------------------------
 
@@ -465,66 +520,55 @@ def _result(
     )
 
 
-def _image_of(deployment: dict[str, Any]) -> str | None:
-    containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+def _image_of(workload: dict[str, Any]) -> str | None:
+    containers = workload.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
     return containers[0].get("image") if containers else None
 
 
-def _runs(deployment: dict[str, Any], release: Release) -> bool:
-    """Whether the Deployment holds this release's apply (its stamp; for a Deployment
+def _settled(evaluate: _Evaluate, release: Release) -> Callable[[dict[str, Any] | None], bool]:
+    return lambda w: w is None or not _runs(w, release) or evaluate(w).done
+
+
+def _no_longer_complete(evaluate: _Evaluate) -> Callable[[dict[str, Any] | None], bool]:
+    return lambda w: evaluate(w).phase is not RolloutPhase.COMPLETE
+
+
+def _kind_and_name(workload: dict[str, Any]) -> str:
+    return f"the {workload.get('kind', 'workload')} {workload.get('metadata', {}).get('name', '')}".rstrip()
+
+
+def _runs(workload: dict[str, Any], release: Release) -> bool:
+    """Whether the workload holds this release's apply (its stamp; for a Deployment
     written before stamps existed, its image)."""
-    stamp = stamp_order(deployment)
-    return stamp == release.order if stamp is not None else _image_of(deployment) == release.image
+    stamp = stamp_order(workload)
+    return stamp == release.order if stamp is not None else _image_of(workload) == release.image
 
 
-def _is_settled(deployment: dict | None, release: Release, min_available: int) -> bool:
-    if deployment is None or not _runs(deployment, release):
-        return True
-    return evaluate_rollout(deployment, min_available, release.applied_at).done
-
-
-def apply_release(
-    kube: KubeClient, rendered: RenderedRelease, app: App, log: BoundLogger, release: Release
-) -> dict[str, Any] | None:
-    """Server-side-applies every object, the Namespace first. The Deployment carries the
-    release's stamp and is applied only if no newer release's stamp is on it, guarded by
-    the resourceVersion just read (raises Superseded otherwise). A Deployment created now
-    is scaled once to the HPA's minimum, as the HPA would, so the first rollout does not
-    wait for the HPA's first sync; the HPA owns `replicas` from then on. Returns the
-    Deployment as the apply left it (None when a scale followed: watch from a fresh read)."""
-    deployment = rendered.find("Deployment")
-    name = deployment["metadata"]["name"]
-    existed: bool | None = None  # as first read: a Deployment created now gets its initial scale
-    applied: dict[str, Any] | None = None
+def apply_release(kube: KubeClient, rendered: RenderedRelease, app: App, log: BoundLogger, release: Release) -> Applied:
+    """Server-side-applies every object in order, the Namespace first. Each workload
+    (Deployment, StatefulSet, DaemonSet) carries the release's stamp and is applied only
+    if no newer release's stamp is on it, guarded by the resourceVersion just read (raises
+    Superseded otherwise). A workload created now that an autoscaler scales is scaled once
+    to the autoscaler's minimum, as the HPA would, so the first rollout does not wait for
+    the HPA's first sync; the HPA owns `replicas` from then on. Returns the workloads as
+    the apply left them (a scaled one left out: watch it from a fresh read)."""
+    targets = {object_key(rendered.workload(t)): t for t in rendered.health_targets}
+    applied: Applied = {}
+    created: list[HealthTarget] = []
     for obj in rendered.objects:
-        if obj is not deployment:
+        target = targets.get(object_key(obj))
+        if target is None:
             kube.apply(obj)
             continue
-        for _ in range(_APPLY_ATTEMPTS):
-            live = kube.get("apps/v1", "Deployment", name, app.namespace)
-            existed = live is not None if existed is None else existed
-            stamp = stamp_order(live)
-            if stamp is not None and stamp > release.order:
-                raise Superseded(f"the Deployment already runs {_image_of(live or {})}, a newer release")
-            try:
-                if live is None:
-                    # A create is the only write with no resourceVersion to guard it: POST
-                    # it, so a racing first release fails (409) instead of overwriting.
-                    live = kube.create(stamped(deployment, release, None))
-                applied = kube.apply(stamped(deployment, release, live))
-                break
-            except KubeConflict:
-                continue  # the controller or the HPA moved it (or a racing apply): read again
-        else:
-            raise TransientError(f"the Deployment {name} kept changing under a guarded apply")
-    if not existed:
-        kube.scale_deployment(
-            app.name,
-            app.namespace,
-            app.manifests.min_replicas,
-            manager=kube.field_manager + INITIAL_SCALE_MANAGER_SUFFIX,
-        )
-        applied = None
+        applied[target], existed = _guarded_apply(kube, obj, target, release, rendered.restarts(obj))
+        if not existed:
+            created.append(target)
+    for target in created:
+        replicas = rendered.initial_replicas(target)
+        if replicas is not None:
+            manager = kube.field_manager + INITIAL_SCALE_MANAGER_SUFFIX
+            kube.scale("apps/v1", target.kind, target.name, target.namespace, replicas, manager=manager)
+            del applied[target]
     log.info(
         "manifests_applied",
         objects=[object_key(o) for o in rendered.objects],
@@ -533,3 +577,26 @@ def apply_release(
         release_stamp=release.release_id,
     )
     return applied
+
+
+def _guarded_apply(
+    kube: KubeClient, workload: dict[str, Any], target: HealthTarget, release: Release, restart: bool
+) -> tuple[dict[str, Any], bool]:
+    """Applies one workload with the release's stamp, unless a newer one's is on it;
+    returns it as applied, and whether it existed before."""
+    existed: bool | None = None  # as first read: a workload created now gets its initial scale
+    for _ in range(_APPLY_ATTEMPTS):
+        live = kube.get("apps/v1", target.kind, target.name, target.namespace)
+        existed = live is not None if existed is None else existed
+        stamp = stamp_order(live)
+        if stamp is not None and stamp > release.order:
+            raise Superseded(f"{_kind_and_name(live or {})} already runs {_image_of(live or {})}, a newer release")
+        try:
+            if live is None:
+                # A create is the only write with no resourceVersion to guard it: POST
+                # it, so a racing first release fails (409) instead of overwriting.
+                live = kube.create(stamped(workload, release, None, pod_template=restart))
+            return kube.apply(stamped(workload, release, live, pod_template=restart)), existed
+        except KubeConflict:
+            continue  # the controller or the HPA moved it (or a racing apply): read again
+    raise TransientError(f"the {target.kind} {target.name} kept changing under a guarded apply")

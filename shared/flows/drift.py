@@ -20,8 +20,8 @@ with the reason; a region whose release is still rolling out is skipped, so the 
 never fights a deploy. A heal the API server refuses leaves the region drifted: the
 report keeps the differences and says why each object could not be healed. A heal that
 loses an optimistic-lock race compares that object again and heals once more. A deleted
-Service, HPA or PDB is re-created; a deleted Deployment is not (a deploy or rollback
-re-creates it, ordered by its release), and the report says so.
+object is re-created, except a workload (Deployment, StatefulSet, DaemonSet): a deploy or
+rollback re-creates it, ordered by its release, and the report says so.
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ from shared.errors import (
 from shared.flows.regions import NO_ANSWER, each_region
 from shared.flows.traffic import find_oldest
 from shared.logs import BoundLogger
+from shared.manifest_sources import WORKLOAD_KINDS
 from shared.releases import Release, ReleaseRecord, stamp_order, stamped
-from shared.rendering import object_key, render_release
+from shared.rendering import RenderedRelease, object_key, render_release
 from shared.traffic import (
     changed_fields,
     desired_load_balancer,
@@ -85,7 +86,7 @@ class RegionStatus(StrEnum):
 HEAL_CONFLICT = "conflict"  # it kept changing under the heal
 HEAL_UNREACHABLE = "cluster_unreachable"  # the cluster stopped answering mid-heal
 # A deleted Deployment is left to a deploy or rollback, which orders it by release.
-HEAL_DEPLOYMENT_ABSENT = "deployment_absent"
+HEAL_WORKLOAD_ABSENT = "workload_absent"
 
 
 @dataclass
@@ -280,21 +281,23 @@ def _check_release(
         # From here on the differences are known: whatever the heal meets, they are reported.
         result.status = RegionStatus.DRIFTED
         if heal:
-            result.heal_failures = _heal_all(kube, drifted, current)
+            result.heal_failures = _heal_all(kube, drifted, current, rendered)
             result.healed = not result.heal_failures
     return result
 
 
-def _heal_all(kube: KubeClient, drifted: list[tuple[Object, list[Difference]]], release: Release) -> list[Object]:
+def _heal_all(
+    kube: KubeClient, drifted: list[tuple[Object, list[Difference]]], release: Release, rendered: RenderedRelease
+) -> list[Object]:
     """Heals each drifted object; returns why each one that could not be healed was not."""
     failures: list[Object] = []
     for index, (desired, differences) in enumerate(drifted):
         try:
-            _heal_with_one_retry(kube, desired, differences, release)
+            _heal_with_one_retry(kube, desired, differences, release, rendered.restarts(desired))
         except KubeRejected as e:  # e.g. an admission policy: retrying cannot help
             failures.append(_heal_failure(desired, e.reason, e.detail))
-        except _DeploymentAbsent as e:
-            failures.append(_heal_failure(desired, HEAL_DEPLOYMENT_ABSENT, str(e)))
+        except _WorkloadAbsent as e:
+            failures.append(_heal_failure(desired, HEAL_WORKLOAD_ABSENT, str(e)))
         except KubeConflict as e:
             failures.append(_heal_failure(desired, HEAL_CONFLICT, str(e)))
         except PermissionMissing as e:
@@ -306,19 +309,21 @@ def _heal_all(kube: KubeClient, drifted: list[tuple[Object, list[Difference]]], 
     return failures
 
 
-def _heal_with_one_retry(kube: KubeClient, desired: Object, differences: list[Difference], release: Release) -> None:
+def _heal_with_one_retry(
+    kube: KubeClient, desired: Object, differences: list[Difference], release: Release, restarts: bool
+) -> None:
     try:
-        _heal(kube, desired, differences, release)
+        _heal(kube, desired, differences, release, restarts)
     except KubeConflict:
         # It changed between our read and our write (a hand edit, a controller): compare
         # it again and heal what still differs, once; a second conflict is reported.
         differences = _compare_live(kube, desired)
         if differences:
-            _heal(kube, desired, differences, release)
+            _heal(kube, desired, differences, release, restarts)
 
 
-class _DeploymentAbsent(Exception):
-    """A heal does not re-create a Deployment: only a release may, in release order."""
+class _WorkloadAbsent(Exception):
+    """A heal does not re-create a workload: only a release may, in release order."""
 
 
 def _heal_failure(desired: Object, reason: str, detail: str) -> Object:
@@ -337,20 +342,22 @@ def _compare_live(kube: KubeClient, desired: Object) -> list[Difference]:
     return compare_object(object_key(desired), desired, live, dry_run)
 
 
-def _heal(kube: KubeClient, desired: Object, differences: list[Difference], release: Release) -> None:
+def _heal(kube: KubeClient, desired: Object, differences: list[Difference], release: Release, restarts: bool) -> None:
     """Lists altered by hand are replaced whole (guarded by the resourceVersion just read);
-    then a server-side apply with our field manager restores every field we own. The
-    Deployment is healed only while no newer release's stamp is on it, with the stamp of
-    the release it is healed to and guarded by its resourceVersion: a heal racing a new
-    deploy must never put the older image back."""
+    then a server-side apply with our field manager restores every field we own. A
+    workload is healed only while no newer release's stamp is on it, with the stamp of
+    the release it is healed to (as that release's apply stamped it: `restarts`) and
+    guarded by its resourceVersion: a heal racing a new deploy must never put the older
+    image back."""
     repairs = list_repairs(differences, desired)
     meta = desired["metadata"]
     live = None
-    if repairs or desired["kind"] == "Deployment":
+    workload = _is_workload(desired)
+    if repairs or workload:
         live = kube.get(desired["apiVersion"], desired["kind"], meta["name"], meta.get("namespace"))
-    if desired["kind"] == "Deployment":
+    if workload:
         if live is None:
-            raise _DeploymentAbsent(f"{object_key(desired)} is absent; a deploy or rollback re-creates it")
+            raise _WorkloadAbsent(f"{object_key(desired)} is absent; a deploy or rollback re-creates it")
         newer = stamp_order(live)
         if newer is not None and newer > release.order:
             raise KubeConflict(f"{object_key(desired)}: a newer release was applied since this check read it")
@@ -366,7 +373,11 @@ def _heal(kube: KubeClient, desired: Object, differences: list[Difference], rele
         live = kube.json_patch(
             desired["apiVersion"], desired["kind"], meta["name"], meta.get("namespace"), [guard, *repairs]
         )
-    kube.apply(stamped(desired, release, live) if desired["kind"] == "Deployment" else desired)
+    kube.apply(stamped(desired, release, live, pod_template=restarts) if workload else desired)
+
+
+def _is_workload(obj: Object) -> bool:
+    return obj["apiVersion"] == "apps/v1" and obj["kind"] in WORKLOAD_KINDS
 
 
 def _cloudflare_differences(config: Config, cloudflare: CloudflareReader) -> list[Object]:

@@ -36,12 +36,12 @@ from shared.errors import (
 from shared.flows.regions import NO_ANSWER, each_region
 from shared.logs import BoundLogger
 from shared.releases import ReleaseRecord
-from shared.rendering import MANAGED_BY
+from shared.rendering import MANAGED_BY, render_shape
 from shared.traffic import (
     COALESCE_MARGIN,
     RECONCILE_MARK_KEY,
     RegionHealth,
-    assess_region,
+    assess_rollout,
     changed_fields,
     choose_enabled_pools,
     covering_reconcile,
@@ -82,7 +82,8 @@ def read_region_health(config: Config, region: Region, connect: Callable[[Region
     unreadable: RecordUnreadable | None = None
     try:
         kube = connect(region)
-        deployment = kube.get("apps/v1", "Deployment", app.name, app.namespace)
+        shape = render_shape(config, app, region)
+        workloads = [kube.get("apps/v1", t.kind, t.name, t.namespace) for t in shape.health_targets]
         record: ReleaseRecord | None
         try:
             record, _ = ReleaseStore(kube, app).read()
@@ -92,7 +93,7 @@ def read_region_health(config: Config, region: Region, connect: Callable[[Region
         return RegionHealth(region.name, "unreachable", PERMISSION_DENIED, detail=str(e)[:300])
     except (ClusterUnreachable, PermanentError) as e:
         return RegionHealth(region.name, "unreachable", str(e)[:200])
-    health = assess_region(region.name, deployment, record, app.manifests.min_available)
+    health = assess_rollout(region.name, shape.rollout(workloads) if workloads[0] is not None else None, record)
     return replace(health, detail=unreadable.detail[:300]) if unreadable else health
 
 

@@ -519,6 +519,10 @@ class InMemoryKube:
         step = "initial scale" if manager.endswith("-initial-scale") else "scale"
         self._call(step, op)
 
+    def scale(self, api_version: str, kind: str, name: str, namespace: str, replicas: int, *, manager: str) -> None:
+        assert (api_version, kind) == ("apps/v1", "Deployment"), "the in-memory cluster runs Deployments only"
+        self.scale_deployment(name, namespace, replicas, manager=manager)
+
     # --- watching -------------------------------------------------------------------
 
     def watch_object(

@@ -15,7 +15,7 @@ from shared.config import Region
 from shared.contracts import ControlMessage
 from shared.errors import PERMISSION_DENIED, PermissionMissing
 from shared.flows.control import _resolve_previous
-from shared.flows.drift import HEAL_DEPLOYMENT_ABSENT, RegionStatus, check_drift
+from shared.flows.drift import HEAL_WORKLOAD_ABSENT, RegionStatus, check_drift
 from shared.flows.traffic import read_region_health
 from tests.core.builders import at, ref
 from tests.core.inmemory_kube import CLOCK_START, Fault, InMemoryKube
@@ -94,7 +94,7 @@ def test_a_heal_leaves_a_deleted_deployment_to_a_release_and_says_so(regions):
     region = next(r for r in report.regions if (r.app, r.region) == ("shop", "us-west1"))
     assert region.status is RegionStatus.DRIFTED and not region.healed
     assert [(f["object"], f["reason"]) for f in region.heal_failures] == [
-        ("Deployment/shop/shop", HEAL_DEPLOYMENT_ABSENT)
+        ("Deployment/shop/shop", HEAL_WORKLOAD_ABSENT)
     ]
     assert not regions.exists("us-west1", "Deployment", "apps/v1")
 

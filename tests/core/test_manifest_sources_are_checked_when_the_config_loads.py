@@ -195,7 +195,22 @@ spec:
   schedule: "@daily"
   jobTemplate: {spec: {template: {spec: {containers: [{name: n, image: __IMAGE__}]}}}}
 """
-    assert load(template(job)).source.documents[0].kind == "CronJob"
+    web = DEPLOYMENT.replace("image: __IMAGE__", "image: nginx:1.27")
+    assert load(template(job, web)).source.documents[0].kind == "CronJob"
+
+
+def test_a_source_with_no_workload_to_watch_is_refused():
+    job = """\
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: nightly}
+spec:
+  schedule: "@daily"
+  jobTemplate: {spec: {template: {spec: {containers: [{name: n, image: __IMAGE__}]}}}}
+"""
+    assert "deploy/k8s.yaml: no apps/v1 Deployment, StatefulSet, DaemonSet; a release needs one to watch" in error(
+        template(job)
+    )
 
 
 def test_the_image_placeholder_with_text_around_it_is_refused_at_its_field():
