@@ -1,6 +1,8 @@
 """kwok Stage resources for the sandbox clusters: fake nodes come up Ready, pods become
 Running and Ready, deleted pods go away, and pods of the designated broken image start
-but never become Ready, so a rollout of it stalls into ProgressDeadlineExceeded.
+but never become Ready, so a rollout of it stalls into ProgressDeadlineExceeded. A second
+designated image breaks only a worker's pods (labelled `app.kubernetes.io/component:
+worker`), as an image whose queue consumer crashes while its web server runs.
 
 kwokctl uses its built-in stages only when a config supplies none, so supplying the
 broken-image stage means supplying the whole set; these are written for geodeploy's
@@ -12,19 +14,29 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-__all__ = ["BROKEN_DIGEST_PREFIX", "broken_digest", "stages"]
+__all__ = ["BROKEN_DIGEST_PREFIX", "WORKER_BROKEN_DIGEST_PREFIX", "broken_digest", "stages"]
 
 # Any image whose digest starts with this never becomes Ready in the sandbox.
 BROKEN_DIGEST_PREFIX = "sha256:0badc0de"
+# An image whose digest starts with this never becomes Ready in a worker's pods only.
+WORKER_BROKEN_DIGEST_PREFIX = "sha256:0bad0bad"
+WORKER_ROLE = "worker"  # the value of app.kubernetes.io/component that marks a worker's pods
 
 
-def broken_digest(label: str = "broken") -> str:
-    """A valid digest, distinct per label, that the sandbox treats as a broken image."""
-    prefix = BROKEN_DIGEST_PREFIX.removeprefix("sha256:")
+def broken_digest(label: str = "broken", *, worker_only: bool = False) -> str:
+    """A valid digest, distinct per label, that the sandbox treats as a broken image (in
+    every pod, or with `worker_only` in a worker's pods only)."""
+    prefix = (WORKER_BROKEN_DIGEST_PREFIX if worker_only else BROKEN_DIGEST_PREFIX).removeprefix("sha256:")
     return "sha256:" + (prefix + hashlib.sha256(label.encode()).hexdigest())[:64]
 
 
-_IS_BROKEN = f'.spec.containers.[].image | split("@") | .[1] // "" | startswith("{BROKEN_DIGEST_PREFIX}")'
+_IS_BROKEN = (
+    '(.metadata.labels["app.kubernetes.io/component"] // "") as $role'
+    ' | [.spec.containers.[].image | split("@") | .[1] // ""'
+    f' | startswith("{BROKEN_DIGEST_PREFIX}")'
+    f' or ($role == "{WORKER_ROLE}" and startswith("{WORKER_BROKEN_DIGEST_PREFIX}"))]'
+    " | any"
+)
 
 _NODE_STATUS = """
 {{ $now := Now }}

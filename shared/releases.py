@@ -9,7 +9,7 @@ release), and what rollback and drift checks read. Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -121,6 +121,10 @@ class ReleaseRecord(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     history: tuple[Release, ...] = ()  # newest first
+    # The objects geodeploy has applied in the region and not pruned since (object_id):
+    # grown with each claim before its apply, cut back to the release's own after its
+    # prune, so an object removed from the manifests is found again after any crash.
+    inventory: tuple[str, ...] = ()
 
     @property
     def current(self) -> Release | None:
@@ -142,26 +146,31 @@ class ReleaseRecord(BaseModel):
             for r in self.history
             if r.release_id != release.release_id
         )
-        return ReleaseRecord(history=((release, *rest))[:limit]).within_size(keep=release.release_id)
+        history = ((release, *rest))[:limit]
+        return self.model_copy(update={"history": history}).within_size(keep=release.release_id)
 
     def updated(self, release: Release) -> ReleaseRecord:
         history = tuple(release if r.release_id == release.release_id else r for r in self.history)
-        return ReleaseRecord(history=history).within_size(keep=release.release_id)
+        return self.model_copy(update={"history": history}).within_size(keep=release.release_id)
+
+    def with_inventory(self, objects: Iterable[str]) -> ReleaseRecord:
+        return self.model_copy(update={"inventory": tuple(sorted(set(objects)))})
 
     def within_size(self, keep: str) -> ReleaseRecord:
         """The record without its oldest entries (never the newest, nor `keep`) until it
         serializes to at most MAX_RECORD_BYTES."""
         history = list(self.history)
         sizes = [len(r.model_dump_json().encode()) for r in history]
-        # The record's JSON is its entries, a comma between each two, and {"history":[]}.
-        total = sum(sizes) + len(sizes) + len('{"history":[]}')
+        # The record's JSON is its entries, a comma between each two, and the rest of it.
+        rest = len(self.model_copy(update={"history": ()}).model_dump_json().encode())
+        total = sum(sizes) + len(sizes) + rest
         for index in range(len(history) - 1, 0, -1):
             if total <= MAX_RECORD_BYTES:
                 break
             if history[index].release_id != keep:
                 total -= sizes[index] + 1
                 del history[index]
-        return self if len(history) == len(self.history) else ReleaseRecord(history=tuple(history))
+        return self if len(history) == len(self.history) else self.model_copy(update={"history": tuple(history)})
 
     def last_good(self, excluding_image: str, repository: str) -> Release | None:
         """The newest release that rolled out fine and runs a different image of

@@ -27,7 +27,9 @@ from shared.rollout import MinAvailable, RolloutState, combine_rollouts, evaluat
 __all__ = [
     "HealthTarget",
     "RenderedRelease",
+    "object_id",
     "object_key",
+    "parse_object_id",
     "render_namespace",
     "render_release",
     "render_shape",
@@ -60,6 +62,12 @@ class RenderedRelease:
         import yaml
 
         return yaml.safe_dump_all(list(self.objects), sort_keys=True, default_flow_style=False)
+
+    @property
+    def inventory(self) -> tuple[str, ...]:
+        """The object_id of every object a prune may remove later: all but the Namespace
+        (the release record lives in it)."""
+        return tuple(object_id(o) for o in self.objects if o["kind"] != "Namespace")
 
     def find(self, kind: str) -> Object:
         return next(o for o in self.objects if o["kind"] == kind)
@@ -148,6 +156,19 @@ def object_key(obj: Object) -> str:
     """`Deployment/shop/shop`: how reports and logs name an object."""
     ns = obj["metadata"].get("namespace")
     return f"{obj['kind']}/{ns}/{obj['metadata']['name']}" if ns else f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def object_id(obj: Object) -> str:
+    """`apps/v1/Deployment/web`: how a release record's inventory names an object of the
+    app's namespace (the apiVersion included: the same kind in another group is another
+    resource)."""
+    return f"{obj['apiVersion']}/{obj['kind']}/{obj['metadata']['name']}"
+
+
+def parse_object_id(found: str) -> tuple[str, str, str]:
+    """(apiVersion, kind, name) of an object_id."""
+    api_version, kind, name = found.rsplit("/", 2)
+    return api_version, kind, name
 
 
 def _labels(app: App, region: Region) -> dict[str, str]:

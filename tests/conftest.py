@@ -14,6 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SHOP_CONFIG = REPO / "config" / "sandbox.yaml"
 WAVES_CONFIG = REPO / "config" / "sandbox-waves.yaml"
+BROUGHT_CONFIG = REPO / "config" / "sandbox-brought.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +26,7 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[object]:
     # clusters' files must outlive the whole session. Kept (with every log) if a test failed.
     state_dir = Path(tempfile.mkdtemp(prefix="geodeploy-sandbox-"))
     stack = Sandbox(
-        [SHOP_CONFIG, WAVES_CONFIG], state_dir, progress=lambda line: print(line, file=sys.stderr, flush=True)
+        [SHOP_CONFIG, WAVES_CONFIG, BROUGHT_CONFIG], state_dir, progress=lambda line: print(line, file=sys.stderr, flush=True)
     )
     stack.start()
     try:
@@ -59,3 +60,11 @@ def shop(sandbox: object) -> tuple[Path, object]:
 def catalog(sandbox: object) -> tuple[Path, object]:
     """The 2-wave sandbox config and its app `catalog`."""
     return sandbox.config("sandbox-waves")  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def brought(sandbox: object) -> tuple[Path, object]:
+    """The 3-region config whose apps bring their own manifests: `my-app` (the seed
+    article's k8s.yaml as a template), `kit` (a directory: web and worker Deployments)
+    and `ledger` (a directory: a StatefulSet)."""
+    return sandbox.config("sandbox-brought")  # type: ignore[attr-defined]

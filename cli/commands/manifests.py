@@ -22,6 +22,8 @@ def run(args: argparse.Namespace) -> int:
     rendered = _render(ctx, args)
     if args.command == "render":
         say(rendered.to_yaml().rstrip("\n"))
+        for change in ctx.app.source.notes:  # what loading the app's own manifests changed
+            note(change)
         note(f"manifest hash: {rendered.manifest_hash}")
         return 0
     return diff(ctx, args, rendered)
@@ -55,11 +57,34 @@ def diff(ctx: Context, args: argparse.Namespace, rendered: RenderedRelease) -> i
         say(f"{verdict:<10} {name}")
         for line in lines:
             say(line)
+    pruned = _to_prune(kube, ctx, rendered)
+    for found in pruned:
+        say(f"{'prune':<10} {found}")
+    changed += len(pruned)
     say()
-    say(f"{changed} of {len(rendered.objects)} objects would change" if changed else "nothing would change")
+    say(
+        f"{changed} of {len(rendered.objects) + len(pruned)} objects would change"
+        if changed
+        else "nothing would change"
+    )
     if rejected:
         raise OperationFailed(f"{rejected} object(s) would be rejected by the API server in {region.name}")
     return 0
+
+
+def _to_prune(kube: KubeClient, ctx: Context, rendered: RenderedRelease) -> list[str]:
+    """What a release of `rendered` would delete: objects an earlier release applied (the
+    release record's inventory) that it no longer renders, and that still exist."""
+    from shared.adapters.release_store import ReleaseStore
+    from shared.rendering import parse_object_id
+
+    record, _ = ReleaseStore(kube, ctx.app).read()
+    found = []
+    for removed in sorted(set(record.inventory) - set(rendered.inventory)):
+        api_version, kind, name = parse_object_id(removed)
+        if kube.get(api_version, kind, name, ctx.app.namespace) is not None:
+            found.append(f"{kind}/{ctx.app.namespace}/{name}")
+    return found
 
 
 def _compare(kube: KubeClient, desired: dict[str, Any], name: str) -> tuple[str, list[str]]:

@@ -112,6 +112,12 @@ class KubeClient:
         assert result is not None
         return result
 
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> None:
+        """Deletes one object, its dependents in the background; an object already gone is
+        no error (a redelivered prune finds it so)."""
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        self._call("DELETE", resource_path(api_version, kind, name, namespace), body=body, missing_ok=True)
+
     def json_patch(self, api_version: str, kind: str, name: str, namespace: str | None, ops: list[Object]) -> Object:
         path = resource_path(api_version, kind, name, namespace)
         result = self._call(

@@ -44,10 +44,10 @@ from shared.releases import (
     stamp_order,
     stamped,
 )
-from shared.rendering import HealthTarget, RenderedRelease, object_key, render_release
+from shared.rendering import HealthTarget, RenderedRelease, object_key, parse_object_id, render_release
 from shared.rollout import RolloutPhase, RolloutState, combine_rollouts, evaluate_workload
 
-__all__ = ["RegionDeployer", "apply_release"]
+__all__ = ["RegionDeployer", "apply_release", "prune"]
 
 INITIAL_SCALE_MANAGER_SUFFIX = "-initial-scale"
 # Reasons this flow reports (the rollout's own reasons come from shared.rollout).
@@ -199,7 +199,10 @@ class _Run:
             # The record lives in the app's namespace: the first release creates it first.
             self.deployer.kube.apply(rendered.find("Namespace"))
         # Claim before applying: the conflict-checked write is what makes racing calls lose.
+        # The inventory grows by what this release applies before it is applied, so a
+        # call that dies mid-apply leaves no object the next prune cannot find.
         record = record.with_release(release, self.deployer.config.rollout.history_limit)
+        record = record.with_inventory((*record.inventory, *rendered.inventory))
         version = self.store.write(record, version)
         self.log.info("release_claimed", image=release.image, manifest_hash=release.manifest_hash)
         return self._carry_out(release, record, version)
@@ -229,11 +232,11 @@ class _Run:
         try:
             applied = None
             if release.status == "applying":  # new, or the call that claimed it died before applying
-                applied = apply_release(
-                    self.deployer.kube, self.deployer._render(self.app, release.image), self.app, self.log, release
-                )
+                rendered = self.deployer._render(self.app, release.image)
+                applied = apply_release(self.deployer.kube, rendered, self.app, self.log, release)
+                prune(self.deployer.kube, rendered, record, self.app, self.log)
                 release = release.model_copy(update={"status": "progressing"})
-                record, version = self._record(release, record, version)
+                record, version = self._record(release, record.with_inventory(rendered.inventory), version)
             return self._watch_and_finish(release, record, version, applied)
         except Superseded as e:
             return self._supersede(release, record, version, NEWER_RELEASE_APPLIED, str(e))
@@ -577,6 +580,18 @@ def apply_release(kube: KubeClient, rendered: RenderedRelease, app: App, log: Bo
         release_stamp=release.release_id,
     )
     return applied
+
+
+def prune(kube: KubeClient, rendered: RenderedRelease, record: ReleaseRecord, app: App, log: BoundLogger) -> None:
+    """Deletes every object of the record's inventory that this release no longer renders
+    (removed from the manifests since an earlier release), as `kubectl apply --prune`
+    does with an ApplySet's inventory. One already gone counts as pruned."""
+    removed = sorted(set(record.inventory) - set(rendered.inventory))
+    for found in removed:
+        api_version, kind, name = parse_object_id(found)
+        kube.delete(api_version, kind, name, app.namespace)
+    if removed:
+        log.info("objects_pruned", objects=removed)
 
 
 def _guarded_apply(

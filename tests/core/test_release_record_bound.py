@@ -120,8 +120,10 @@ def test_a_single_entry_over_the_bound_is_still_kept():
 
 def test_the_size_accounting_matches_the_serialized_record():
     rec = record(*(release(f"rel-{n:08d}", ref(f"v{n}"), issued_at=at(n)) for n in range(3)))
+    rec = rec.with_inventory(["apps/v1/Deployment/web", "v1/ConfigMap/settings"])
     entries = ",".join(r.model_dump_json() for r in rec.history)
-    assert rec.model_dump_json() == '{"history":[' + entries + "]}"
+    rest = '"inventory":["apps/v1/Deployment/web","v1/ConfigMap/settings"]'
+    assert rec.model_dump_json() == '{"history":[' + entries + "]," + rest + "}"
 
 
 def test_a_stored_trigger_longer_than_todays_bounds_is_still_readable():

@@ -1,0 +1,141 @@
+"""Apps that bring their own manifests (config/sandbox-brought.yaml): the seed article's
+k8s.yaml through `template`, a directory app with a web and a worker Deployment, and a
+StatefulSet app, deployed to three regions on real control planes, each release watched
+across every workload it renders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sandbox.driver import digest_for, wait_until
+from sandbox.kwok_stages import broken_digest
+
+pytestmark = pytest.mark.sandbox
+
+PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+
+
+def _image(config, app: str, digest: str) -> str:
+    return f"{config.app(app).repository}@{digest}"
+
+
+def _rolled_out_image(workload: dict[str, Any] | None) -> str | None:
+    """The first container's image of a workload whose rollout is done with every pod
+    ready, else None."""
+    if workload is None:
+        return None
+    spec, status = workload["spec"], workload.get("status", {})
+    if workload["metadata"]["generation"] > status.get("observedGeneration", 0):
+        return None
+    desired = spec.get("replicas", 1)
+    ready = status.get("readyReplicas", 0) == desired and status.get("updatedReplicas", 0) == desired
+    if workload["kind"] == "Deployment":
+        ready = ready and status.get("availableReplicas", 0) == status.get("replicas", -1) == desired
+    else:
+        ready = ready and status.get("currentRevision") == status.get("updateRevision")
+    image: str = spec["template"]["spec"]["containers"][0]["image"]
+    return image if ready else None
+
+
+def _wait_for_workloads(sandbox, config, app: str, workloads: list[tuple[str, str]], image: str) -> None:
+    namespace = config.app(app).namespace
+    regions = [r.name for r in config.regions]
+
+    def all_rolled_out() -> bool:
+        return all(
+            _rolled_out_image(sandbox.get(config, region, kind, name, namespace)) == image
+            for region in regions
+            for kind, name in workloads
+        )
+
+    wait_until(all_rolled_out, 120, f"{image} rolled out in {workloads} in every region")
+
+
+def _results(sandbox, config, app: str, image: str, status: str) -> dict[str, dict[str, Any]]:
+    """The result of `status` for `image` from every region, by region."""
+    regions = [r.name for r in config.regions]
+
+    def found() -> dict[str, dict[str, Any]] | None:
+        matching = {
+            r["region"]: r
+            for r in sandbox.results(config)
+            if (r["app"], r.get("image"), r["status"]) == (app, image, status)
+        }
+        return matching if set(matching) == set(regions) else None
+
+    return wait_until(found, 150, f"a {status} result for {image} from every region")
+
+
+def _deploy(sandbox, config, app: str, label: str, workloads: list[tuple[str, str]]) -> str:
+    image = _image(config, app, digest_for(label))
+    sandbox.push_image(config, digest_for(label), app=app)
+    _results(sandbox, config, app, image, "succeeded")
+    _wait_for_workloads(sandbox, config, app, workloads, image)
+    return image
+
+
+def test_the_seed_articles_k8s_yaml_deploys_to_every_region_in_current_api_versions(sandbox, brought):
+    _path, config = brought
+    image = _deploy(sandbox, config, "my-app", "seed-v1", [("deployment", "my-app-deployment")])
+
+    for region in config.regions:
+        deployment = sandbox.get(config, region.name, "deployment.v1.apps", "my-app-deployment", "app-ns")
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == image
+        # The HPA (upgraded from autoscaling/v2beta1) owns the replica count: its minimum.
+        assert deployment["spec"]["replicas"] == 3
+        hpa = sandbox.get(config, region.name, "horizontalpodautoscaler.v2.autoscaling", "my-app-hpa", "app-ns")
+        assert hpa["spec"]["metrics"][0]["resource"]["target"] == {"type": "Utilization", "averageUtilization": 200}
+        pdb = sandbox.get(config, region.name, "poddisruptionbudget.v1.policy", "my-app-pdb", "app-ns")
+        assert pdb["spec"]["minAvailable"] == 2
+        service = sandbox.get(config, region.name, "service", "my-app-service", "app-ns")
+        # __IP__ and __ZONE__ became the region's own.
+        assert service["spec"]["loadBalancerIP"] == region.static_ip.address
+        assert service["metadata"]["labels"]["zone"] == region.cluster.location
+        record = sandbox.release_record(config, region.name, "my-app")
+        assert (record.current.image, record.current.status) == (image, "succeeded")
+
+
+def test_a_directory_app_rolls_out_both_deployments_and_a_broken_worker_is_rolled_back(sandbox, brought):
+    _path, config = brought
+    kit = [("deployment", "kit-web"), ("deployment", "kit-worker")]
+    good = _deploy(sandbox, config, "kit", "kit-v1", kit)
+    for region in config.regions:
+        settings = sandbox.get(config, region.name, "configmap", "kit-settings", "kit")
+        assert settings["data"]["REGION"] == region.name
+        assert settings["data"]["GREETING"] == "hello: {world} --- # not a comment"  # verbatim
+        assert sandbox.get(config, region.name, "serviceaccount", "kit", "kit") is not None
+
+    # An image whose worker never becomes ready, while its web tier does.
+    broken = _image(config, "kit", broken_digest("kit-worker", worker_only=True))
+    sandbox.push_image(config, broken.split("@")[1], app="kit")
+
+    rolled_back = _results(sandbox, config, "kit", broken, "rolled_back")
+    for region in config.regions:
+        result = rolled_back[region.name]
+        assert result["reason"] == PROGRESS_DEADLINE_EXCEEDED and result["rolled_back_to"] == good
+        record = sandbox.release_record(config, region.name, "kit")
+        failed = record.find(result["release_id"])
+        assert (failed.status, failed.reason) == ("failed", PROGRESS_DEADLINE_EXCEEDED)
+        assert (record.current.image, record.current.status) == (good, "succeeded")
+    _wait_for_workloads(sandbox, config, "kit", kit, good)
+
+
+def test_a_statefulset_is_watched_to_completion_and_a_stuck_one_fails_with_its_reason(sandbox, brought):
+    _path, config = brought
+    good = _deploy(sandbox, config, "ledger", "ledger-v1", [("statefulset", "ledger")])
+    for region in config.regions:
+        ledger = sandbox.get(config, region.name, "statefulset", "ledger", "ledger")
+        assert ledger["status"]["readyReplicas"] == 2
+
+    stuck = _image(config, "ledger", broken_digest("ledger-stuck"))
+    sandbox.push_image(config, stuck.split("@")[1], app="ledger")
+
+    rolled_back = _results(sandbox, config, "ledger", stuck, "rolled_back")
+    for region in config.regions:
+        result = rolled_back[region.name]
+        assert result["reason"] == PROGRESS_DEADLINE_EXCEEDED and result["rolled_back_to"] == good
+        failed = sandbox.release_record(config, region.name, "ledger").find(result["release_id"])
+        assert (failed.status, failed.reason) == ("failed", PROGRESS_DEADLINE_EXCEEDED)
+    _wait_for_workloads(sandbox, config, "ledger", [("statefulset", "ledger")], good)
