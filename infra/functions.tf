@@ -1,6 +1,7 @@
 # The Cloud Functions (2nd gen): one per entry of shared/topology.py's functions_of(config)
 # (local.functions), all built from one source archive that carries the config as
-# geodeploy.yaml, so every function of every region runs with the same file Terraform read.
+# geodeploy.yaml, with the manifests its apps bring beside it, so every function of every
+# region runs with the same files Terraform read.
 # Their triggers are the push subscriptions in pubsub.tf, not event_trigger.
 
 locals {
@@ -27,6 +28,16 @@ data "archive_file" "source" {
   source {
     filename = "geodeploy.yaml"
     content  = file(var.config_path)
+  }
+  # The apps' own manifests, at the same path relative to geodeploy.yaml as to the config
+  # (locals.tf), so the config the functions load finds them. (None can land on the code
+  # or the config: such a file is not Kubernetes YAML, and the config would not load.)
+  dynamic "source" {
+    for_each = local.manifest_files
+    content {
+      filename = source.value
+      content  = file("${local.config_directory}/${source.value}")
+    }
   }
 }
 

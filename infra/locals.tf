@@ -246,3 +246,26 @@ locals {
     ]) : "${pair.identity}/${pair.secret}" => pair
   }
 }
+
+# The manifests the apps bring (apps[].source: `template: <file>` or `directory: <dir>`,
+# every *.yaml and *.yml directly in it), by path relative to the config's directory.
+# functions.tf bundles each at that same path beside geodeploy.yaml, which is where the
+# functions' config loader looks for them (shared/config.py DirectoryFiles). A `builtin`
+# source, or none, brings no file.
+locals {
+  config_directory = dirname(var.config_path)
+  manifest_directories = [
+    for a in local.config.apps : trimsuffix(a.source.directory, "/") if try(a.source.directory, null) != null
+  ]
+  manifest_files = sort(distinct(concat(
+    [for a in local.config.apps : a.source.template if try(a.source.template, null) != null],
+    flatten([
+      for d in local.manifest_directories : [
+        for f in setunion(
+          fileset("${local.config_directory}/${d}", "*.yaml"),
+          fileset("${local.config_directory}/${d}", "*.yml"),
+        ) : "${d}/${f}"
+      ]
+    ]),
+  )))
+}

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, Protocol
 from pydantic import AfterValidator, BaseModel, ConfigDict, PrivateAttr, model_validator
 
 from shared.api_upgrades import FieldError, upgrade_document
+from shared.kinds import KINDS, kind_of, supported
 from shared.yaml_loading import load_manifest_documents
 
 __all__ = [
@@ -247,7 +248,8 @@ def _prepare(body: Any, namespace: str) -> tuple[Object, list[str]]:
             raise FieldError(f"metadata.labels.{key}", "must be a string: quote it")
     # The parsed bodies are read_source's own: loading may write them in place.
     body, notes = upgrade_document(body)
-    _place_in_namespace(body, namespace)
+    _place_in_namespace(body, namespace)  # first: a cluster-scoped kind is refused as such
+    _require_a_supported_kind(body)
     _check_images(body)
     return body, notes
 
@@ -284,6 +286,19 @@ def _place_in_namespace(body: Object, namespace: str) -> None:
             f"{meta['namespace']!r} is not the app's namespace {namespace!r}; "
             "the deployer's grants are per app namespace",
         )
+
+
+def _require_a_supported_kind(body: Object) -> None:
+    """geodeploy reaches each kind by a fixed REST path and grants the deployer RBAC on it
+    by name (shared/kinds.py): any other kind could be neither applied nor granted."""
+    api_version, kind = body["apiVersion"], body["kind"]
+    if kind_of(api_version, kind) is not None:
+        return
+    served_as = [k.api_version for k in KINDS if k.kind == kind]
+    accepted = f"geodeploy can apply {', '.join(supported())}"
+    if served_as:
+        raise FieldError("apiVersion", f"{kind} is applied as {' or '.join(served_as)}, not {api_version}; {accepted}")
+    raise FieldError("kind", f"{api_version} {kind} is not a kind geodeploy can apply; {accepted}")
 
 
 def _container_images(body: Object) -> list[tuple[str, Any]]:

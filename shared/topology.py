@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NamedTuple
 
 from shared.config import Config
 
@@ -19,6 +21,8 @@ __all__ = [
     "FunctionSpec",
     "KubeRule",
     "Names",
+    "Rendered",
+    "Resource",
     "functions_of",
     "service_account_email",
     "service_account_id",
@@ -30,53 +34,91 @@ class Names:
     """Which objects a KubeRule is limited to (resourceNames), per app."""
 
     RECORD = "record"  # the app's release-record ConfigMap
-    APP = "app"  # the app's own objects (Deployment, Service, HPA, PDB share its name)
+    RENDERED = "rendered"  # the names the app's release gives each resource of the rule's part
     NAMESPACE = "namespace"  # the app's Namespace
     RECONCILE_MARK = "reconcile-mark"  # reconcile-traffic's record of its last full reconcile
     ANY = "any"  # unlimited: a create names no object at authorization time
 
 
-@dataclass(frozen=True)
-class KubeRule:
-    """Verbs on one resource in each app's namespace (cluster-wide for namespaces)."""
+class Resource(NamedTuple):
+    """One RBAC resource: its API group ("" for the core group) and its name."""
 
     api_group: str
     resource: str
+
+
+class Rendered(StrEnum):
+    """A part of what an app's release renders in a region (shared.rbac renders it with
+    a placeholder image: no name depends on the image). A rule on a part grants its verbs
+    on each resource the part holds, limited to the part's names of that resource, so an
+    app that brings its own manifests is granted exactly the objects they name (the
+    built-in source renders one Deployment, Service, HPA and PDB, each named `<app>`).
+    The Namespace is never in a part: NAMESPACES grants it, cluster-wide, by name."""
+
+    WORKLOADS = "workloads"  # the apps/v1 Deployments, StatefulSets, DaemonSets a deploy watches
+    SCALED = "scaled"  # `<workload>/scale` of those a deploy scales: Deployments and the targets of an HPA
+    OBJECTS = "objects"  # every other object: server-side applied, so even the first is a named create
+
+
+CONFIGMAPS = Resource("", "configmaps")
+NAMESPACES = Resource("", "namespaces")
+_NAMES_OF = {
+    Resource: {Names.RECORD, Names.NAMESPACE, Names.RECONCILE_MARK, Names.ANY},
+    Rendered: {Names.RENDERED, Names.ANY},
+}
+
+
+@dataclass(frozen=True)
+class KubeRule:
+    """Verbs on one resource in each app's namespace (cluster-wide for namespaces), or on
+    each resource of a part of what the app renders."""
+
+    on: Resource | Rendered
     verbs: tuple[str, ...]
-    names: str = Names.APP
+    names: str
+
+    def __post_init__(self) -> None:
+        if self.names not in _NAMES_OF[type(self.on)]:
+            raise ValueError(f"{self.on!r} cannot be limited to {self.names!r} names")
+
+    @property
+    def resource(self) -> Resource:
+        """The resource of a rule on one fixed resource (a part's are per app: shared.rbac)."""
+        if not isinstance(self.on, Resource):
+            raise TypeError(f"a rule on the rendered {self.on} has one resource per kind the app renders")
+        return self.on
 
 
 # Reading a region's release record: the waves, the control function's `previous`,
 # traffic (health) and drift all start there.
-_READ_RECORD = KubeRule("", "configmaps", ("get",), Names.RECORD)
-_APPLIED = (("", "services"), ("autoscaling", "horizontalpodautoscalers"), ("policy", "poddisruptionbudgets"))
+_READ_RECORD = KubeRule(CONFIGMAPS, ("get",), Names.RECORD)
 
 KUBE_DEPLOY = (
-    KubeRule("", "configmaps", ("get", "update"), Names.RECORD),
-    KubeRule("", "configmaps", ("create",), Names.ANY),  # the first record
-    KubeRule("", "namespaces", ("patch",), Names.NAMESPACE),  # apply_release applies it first
-    KubeRule("apps", "deployments", ("get", "patch", "watch"), Names.APP),  # guarded apply, then the watch
-    KubeRule("apps", "deployments", ("create",), Names.ANY),  # the first release POSTs it
-    KubeRule("apps", "deployments/scale", ("patch",), Names.APP),  # the initial scale
+    KubeRule(CONFIGMAPS, ("get", "update"), Names.RECORD),
+    KubeRule(CONFIGMAPS, ("create",), Names.ANY),  # the first record
+    KubeRule(NAMESPACES, ("patch",), Names.NAMESPACE),  # apply_release applies it first
+    KubeRule(Rendered.WORKLOADS, ("get", "patch", "watch"), Names.RENDERED),  # guarded apply, then the watch
+    KubeRule(Rendered.WORKLOADS, ("create",), Names.ANY),  # the first release POSTs each
+    KubeRule(Rendered.SCALED, ("patch",), Names.RENDERED),  # the initial scale
     # Server-side applied. An apply that creates is authorized as a `create` of that
     # name, so even the first one is limited to the app's objects.
-    *(KubeRule(group, resource, ("patch", "create"), Names.APP) for group, resource in _APPLIED),
+    KubeRule(Rendered.OBJECTS, ("patch", "create"), Names.RENDERED),
 )
 KUBE_DRIFT = (
     _READ_RECORD,
     # get to compare, patch for the dry-run apply that normalizes (and, healing, the heal)
-    KubeRule("", "namespaces", ("get", "patch"), Names.NAMESPACE),
-    KubeRule("apps", "deployments", ("get", "patch"), Names.APP),
-    # A heal re-creates a deleted Service, HPA or PDB by name (never a Deployment: that
+    KubeRule(NAMESPACES, ("get", "patch"), Names.NAMESPACE),
+    KubeRule(Rendered.WORKLOADS, ("get", "patch"), Names.RENDERED),
+    # A heal re-creates a deleted Service, HPA, PDB, ... by name (never a workload: that
     # is a deploy's, ordered by its release).
-    *(KubeRule(group, resource, ("get", "patch", "create"), Names.APP) for group, resource in _APPLIED),
+    KubeRule(Rendered.OBJECTS, ("get", "patch", "create"), Names.RENDERED),
 )
 KUBE_TRAFFIC = (
     _READ_RECORD,
-    KubeRule("apps", "deployments", ("get",), Names.APP),
+    KubeRule(Rendered.WORKLOADS, ("get",), Names.RENDERED),
     # The coalescing mark: read, and server-side applied (its first apply is a create of
     # that name), so no other ConfigMap can be written.
-    KubeRule("", "configmaps", ("get", "patch", "create"), Names.RECONCILE_MARK),
+    KubeRule(CONFIGMAPS, ("get", "patch", "create"), Names.RECONCILE_MARK),
 )
 KUBE_RECORDS = (_READ_RECORD,)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import posixpath
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,7 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "coalesce": _coalesce,
     "concat": lambda *lists: [x for lst in lists for x in lst],
     "contains": lambda coll, v: v in coll,
+    "dirname": lambda path: posixpath.dirname(posixpath.normpath(path)) or ".",  # Go's filepath.Dir
     "distinct": lambda lst: list(dict.fromkeys(lst)),
     "endswith": lambda s, suffix: s.endswith(suffix),
     "flatten": _flatten,
@@ -132,6 +134,7 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "setunion": lambda *sets: frozenset().union(*(frozenset(s) for s in sets)),
     "sha1": lambda s: hashlib.sha1(s.encode()).hexdigest(),
     "slice": lambda lst, start, end: lst[start:end],
+    "sort": lambda strings: sorted(strings),
     "split": lambda sep, s: s.split(sep),
     "startswith": lambda s, prefix: s.startswith(prefix),
     "substr": _substr,

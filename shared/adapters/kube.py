@@ -19,20 +19,15 @@ from typing import Any
 
 from shared.adapters import http
 from shared.errors import ClusterUnreachable, PermanentError, PermissionMissing, TransientError
+from shared.kinds import KINDS
 
 __all__ = ["KubeClient", "KubeConflict", "KubeRejected"]
 
 Object = dict[str, Any]
 
-# (apiVersion, kind) → (path prefix, plural, namespaced)
+# (apiVersion, kind) → (path prefix, plural, namespaced), from the one table of kinds.
 _RESOURCES: dict[tuple[str, str], tuple[str, str, bool]] = {
-    ("v1", "Namespace"): ("/api/v1", "namespaces", False),
-    ("v1", "Service"): ("/api/v1", "services", True),
-    ("v1", "ConfigMap"): ("/api/v1", "configmaps", True),
-    ("v1", "Pod"): ("/api/v1", "pods", True),
-    ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments", True),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"): ("/apis/autoscaling/v2", "horizontalpodautoscalers", True),
-    ("policy/v1", "PodDisruptionBudget"): ("/apis/policy/v1", "poddisruptionbudgets", True),
+    (k.api_version, k.kind): (k.path_prefix, k.plural, k.namespaced) for k in KINDS
 }
 _REQUEST_TIMEOUT = (5, 30)  # (connect, read) seconds
 # How the API server words an RBAC denial: `... is forbidden: User "x" cannot get resource ...`
@@ -130,13 +125,16 @@ class KubeClient:
         assert result is not None
         return result
 
-    def scale_deployment(self, name: str, namespace: str, replicas: int, *, manager: str) -> None:
-        """Sets replicas through the scale subresource, the way the HPA itself does."""
-        path = resource_path("apps/v1", "Deployment", name, namespace) + "/scale"
+    def scale(self, api_version: str, kind: str, name: str, namespace: str, replicas: int, *, manager: str) -> None:
+        """Sets replicas through the object's scale subresource, the way an HPA does."""
+        path = resource_path(api_version, kind, name, namespace) + "/scale"
         body = {"spec": {"replicas": replicas}}
         self._call(
             "PATCH", path, query=[("fieldManager", manager)], body=body, content_type="application/merge-patch+json"
         )
+
+    def scale_deployment(self, name: str, namespace: str, replicas: int, *, manager: str) -> None:
+        self.scale("apps/v1", "Deployment", name, namespace, replicas, manager=manager)
 
     # --- watching -------------------------------------------------------------------
 

@@ -506,12 +506,15 @@ class InMemoryKube:
         return dict(self._call(f"{kind} patch", op))
 
     def scale_deployment(self, name: str, namespace: str, replicas: int, *, manager: str) -> None:
-        key = _key("apps/v1", "Deployment", name, namespace)
+        self.scale("apps/v1", "Deployment", name, namespace, replicas, manager=manager)
+
+    def scale(self, api_version: str, kind: str, name: str, namespace: str, replicas: int, *, manager: str) -> None:
+        key = _key(api_version, kind, name, namespace)
 
         def op() -> None:
             live = self._cluster._objects.get(key)
             if live is None:
-                raise KubeRejected("kube_404", f'{self.cluster}: deployments "{name}" not found')
+                raise KubeRejected("kube_404", f'{self.cluster}: {kind} "{name}" not found')
             scaled = copy.deepcopy(live)
             scaled["spec"]["replicas"] = replicas
             self._cluster.store(key, scaled, writer=f"{self._writer} ({manager})", verb="scale")

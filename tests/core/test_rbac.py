@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import Config, load_config
-from shared.rbac import render_rbac
-from shared.topology import Names, functions_of, service_account_email
+from shared.config import App, Config, load_config
+from shared.rbac import render_rbac, rendered_resources
+from shared.topology import Names, Resource, functions_of, service_account_email
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "config").glob("*.yaml"))
 
@@ -76,6 +76,7 @@ def test_the_roles_carry_every_rule_of_the_access_table(config: Config) -> None:
     region = config.regions[0]
     objects = render_rbac(config, region)
     app = config.apps[0]
+    rendered_parts = rendered_resources(config, app, region)
     for spec in functions_of(config):
         if region.name not in spec.access.clusters:
             continue
@@ -83,7 +84,10 @@ def test_the_roles_carry_every_rule_of_the_access_table(config: Config) -> None:
         role = next(o for o in objects if o["kind"] == "Role" and o["metadata"] == {**o["metadata"], "name": name}
                     and o["metadata"]["namespace"] == app.namespace)  # fmt: skip
         rendered = {(r["apiGroups"][0], r["resources"][0], tuple(r["verbs"])) for r in role["rules"]}
-        wanted = {(r.api_group, r.resource, r.verbs) for r in spec.access.kube if r.names != Names.NAMESPACE}
+        wanted = set()
+        for rule in (r for r in spec.access.kube if r.names != Names.NAMESPACE):
+            resources = [rule.on] if isinstance(rule.on, Resource) else list(rendered_parts[rule.on])
+            wanted |= {(group, resource, rule.verbs) for group, resource in resources}
         assert rendered == wanted
 
 
@@ -115,9 +119,10 @@ def test_rules_name_exactly_the_apps_record_and_objects(config: Config) -> None:
                 assert rule["resourceNames"] == [app.name], rule
 
 
-# What each identity may do in a cluster, spelled out once more on purpose: the table in
-# shared/topology.py renders the RBAC, so a verb added there would pass every test that
-# compares the two. Widening a grant has to change this line too, in review.
+# What each identity may do in a cluster to a built-in app, spelled out once more on
+# purpose: the table in shared/topology.py renders the RBAC, so a verb added there would
+# pass every test that compares the two. Widening a grant has to change this line too, in
+# review. (A brought app's: tests/core/test_rbac_follows_what_an_app_renders.py.)
 EXPECTED_VERBS = {
     "deploy": {
         ("", "configmaps"): {"get", "update", "create"},
@@ -144,10 +149,25 @@ EXPECTED_VERBS = {
 }
 
 
+def _granted(config: Config, identity: str, app: App) -> dict[tuple[str, str], set[str]]:
+    """What `identity` may do to `app` in its clusters: its Role in the app's namespace and
+    its ClusterRole on the Namespaces, as rendered."""
+    spec = next(s for s in functions_of(config) if s.identity == identity)
+    if not spec.access.clusters:
+        return {}
+    name = f"{config.name}-{identity.replace('_', '-')}"
+    granted: dict[tuple[str, str], set[str]] = {}
+    for role in render_rbac(config, config.region(spec.access.clusters[0])):
+        meta = role["metadata"]
+        ours = role["kind"] == "Role" and (meta["name"], meta["namespace"]) == (name, app.namespace)
+        if ours or (role["kind"] == "ClusterRole" and meta["name"] == f"{name}-namespaces"):
+            for rule in role["rules"]:
+                granted.setdefault((rule["apiGroups"][0], rule["resources"][0]), set()).update(rule["verbs"])
+    return granted
+
+
 def test_each_identity_has_exactly_the_verbs_its_code_uses(config: Config) -> None:
     for spec in functions_of(config):
-        granted: dict[tuple[str, str], set[str]] = {}
-        for rule in spec.access.kube:
-            granted.setdefault((rule.api_group, rule.resource), set()).update(rule.verbs)
         role = "deploy" if spec.identity.startswith("deploy-") else spec.identity
-        assert granted == EXPECTED_VERBS[role], spec.identity
+        for app in config.apps:
+            assert _granted(config, spec.identity, app) == EXPECTED_VERBS[role], spec.identity

@@ -42,6 +42,7 @@ from shared.topology import Access, FunctionSpec, functions_of, service_account_
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
 EXAMPLE = REPO / "config" / "example.yaml"
+SEED = REPO / "config" / "examples" / "seed.yaml"
 INSTALL_CHECKOV = REPO / "scripts" / "install-checkov.sh"
 
 EXPECTED_FILES = {
@@ -127,10 +128,38 @@ def config_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         load_config(files[name])  # the variant itself must be a valid config
     for shipped in ("sandbox", "sandbox-waves"):
         files[shipped] = REPO / "config" / f"{shipped}.yaml"
+    files["seed"] = SEED
+    files["directory"] = _directory_app_config(directory / "with-directory")
     return files
 
 
-CONFIG_NAMES = [*VARIANTS, "sandbox", "sandbox-waves"]
+def _directory_app_config(directory: Path) -> Path:
+    """The example with its first app's objects from a directory beside it: two manifests
+    the loader reads (.yaml, .yml) and two it does not (another suffix, a subdirectory)."""
+    deploy = directory / "deploy"
+    (deploy / "old").mkdir(parents=True)
+    for name, text in DIRECTORY_SOURCE.items():
+        (deploy / name).write_text(text)
+    data = _example_data()
+    data["apps"][0].pop("manifests", None)
+    data["apps"][0]["source"] = {"directory": "deploy/"}
+    path = directory / "geodeploy.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    load_config(path)
+    return path
+
+
+DIRECTORY_SOURCE = {
+    "web.yaml": (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n"
+        "  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n"
+        "    spec: {containers: [{name: web, image: __IMAGE__}]}\n"
+    ),
+    "settings.yml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: b}\n",
+    "README.md": "not a manifest\n",
+    "old/ignored.yaml": "not read: in a subdirectory\n",
+}
+CONFIG_NAMES = [*VARIANTS, "sandbox", "sandbox-waves", "seed", "directory"]
 
 
 def _module(config_path: Path, **variables: Any) -> Module:
@@ -293,7 +322,15 @@ def test_terraform_evaluates_the_locals_the_same_way(
     for name in ("variables.tf", "locals.tf"):
         shutil.copy(INFRA / name, tmp_path / name)
     module = _module(config_files[variant])
-    for local in ("defaults", "functions", "subscriptions", "service_accounts", "regions_by_name", "app_repositories"):
+    for local in (
+        "defaults",
+        "functions",
+        "subscriptions",
+        "service_accounts",
+        "regions_by_name",
+        "app_repositories",
+        "manifest_files",
+    ):
         by_terraform = _terraform_console(binary, tmp_path, config_files[variant], f"local.{local}")
         assert by_terraform == module.local(local), f"local.{local} differs between Terraform and hcl_eval"
 
@@ -513,6 +550,41 @@ def test_source_archive_bundles_the_code_and_the_config(example: tuple[Config, M
     (config_entry,) = archive.blocks("source")
     assert config_entry.get("filename") == "geodeploy.yaml"
     assert config_entry.get("content") == EXAMPLE.read_text()
+
+
+def _bundled_manifests(module: Module) -> dict[str, str]:
+    """filename → content of the archive's entries besides the code and the config."""
+    archive = module.data_source("archive_file", "source").instances()[None]
+    [manifests] = [d['"source"'] for d in archive.raw["dynamic"][1:]]
+    return {
+        entry["filename"]: entry["content"]
+        for name in module.evaluate(manifests["for_each"])
+        for entry in module.evaluate(manifests["content"], {"source": {"value": name}})
+    }
+
+
+def test_the_seed_examples_template_is_bundled_beside_the_config(config_files: dict[str, Path]) -> None:
+    bundled = _bundled_manifests(_module(config_files["seed"]))
+    assert bundled == {"seed/k8s.yaml": (SEED.parent / "seed" / "k8s.yaml").read_text()}
+
+
+def test_a_directory_source_bundles_the_files_the_loader_reads(config_files: dict[str, Path]) -> None:
+    bundled = _bundled_manifests(_module(config_files["directory"]))
+    assert bundled == {f"deploy/{name}": DIRECTORY_SOURCE[name] for name in ("settings.yml", "web.yaml")}
+
+
+@pytest.mark.parametrize("variant", CONFIG_NAMES)
+def test_the_bundled_config_loads_from_the_bundle_alone(
+    variant: str, config_files: dict[str, Path], tmp_path: Path
+) -> None:
+    # What the functions see in /workspace: geodeploy.yaml with the manifests beside it.
+    module = _module(config_files[variant])
+    (tmp_path / "geodeploy.yaml").write_text(config_files[variant].read_text())
+    for filename, content in _bundled_manifests(module).items():
+        (tmp_path / filename).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / filename).write_text(content)
+    bundled, original = load_config(tmp_path / "geodeploy.yaml"), load_config(config_files[variant])
+    assert [a.source.documents for a in bundled.apps] == [a.source.documents for a in original.apps]
 
 
 def test_source_bucket_is_private_versioned_and_uniform(example: tuple[Config, Module]) -> None:
