@@ -18,9 +18,17 @@ from typing import Any
 
 from shared.config import App, Config, Region
 from shared.contracts import ImageRef
-from shared.kinds import Kind, kind_of
+from shared.kinds import KINDS, Kind, kind_of
+from shared.manifest_sources import BUILTIN
 from shared.releases import record_name
-from shared.rendering import MANAGED_BY, HealthTarget, object_key, render_namespace, render_release
+from shared.rendering import (
+    MANAGED_BY,
+    HealthTarget,
+    RenderedRelease,
+    object_key,
+    render_namespace,
+    render_release,
+)
 from shared.topology import (
     KubeRule,
     Names,
@@ -70,7 +78,7 @@ def rendered_resources(config: Config, app: App, region: Region) -> dict[Rendere
     its objects in document order."""
     release = render_release(config, app, region, _ANY_IMAGE)
     workloads = set(release.health_targets)
-    scaled = _scaled(release.objects)
+    scaled = _scaled(release)
     parts: dict[Rendered, dict[Resource, list[str]]] = {part: {} for part in Rendered}
     for obj in release.objects:
         kind, meta = _kind_of(obj), obj["metadata"]
@@ -83,6 +91,8 @@ def rendered_resources(config: Config, app: App, region: Region) -> dict[Rendere
         _add(parts[Rendered.WORKLOADS], resource, meta["name"])
         if (obj["kind"], meta["name"]) in scaled:
             _add(parts[Rendered.SCALED], Resource(kind.api_group, f"{kind.rbac_resource}/scale"), meta["name"])
+    if app.source.kind != BUILTIN:
+        parts[Rendered.PRUNABLE] = {Resource(k.api_group, k.rbac_resource): [] for k in KINDS if k.namespaced}
     return parts
 
 
@@ -93,14 +103,10 @@ def _kind_of(obj: Object) -> Kind:
     return kind
 
 
-def _scaled(objects: tuple[Object, ...]) -> set[tuple[str, str]]:
-    """(kind, name) of what a deploy scales: each Deployment (once, when it is created, to
-    its HPA's minimum) and each target of an HPA."""
-    scaled = {(o["kind"], o["metadata"]["name"]) for o in objects if o["kind"] == "Deployment"}
-    for autoscaler in (o for o in objects if o["kind"] == "HorizontalPodAutoscaler"):
-        ref = (autoscaler.get("spec") or {}).get("scaleTargetRef") or {}
-        scaled.add((ref.get("kind"), ref.get("name")))
-    return scaled
+def _scaled(release: RenderedRelease) -> set[tuple[str, str]]:
+    """(kind, name) of what a deploy scales: each workload an HPA scales (once, when it
+    is created, to the HPA's minimum)."""
+    return {(t.kind, t.name) for t in release.health_targets if release.initial_replicas(t) is not None}
 
 
 def _add(resources: dict[Resource, list[str]], resource: Resource, name: str) -> None:

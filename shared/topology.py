@@ -58,6 +58,10 @@ class Rendered(StrEnum):
     WORKLOADS = "workloads"  # the apps/v1 Deployments, StatefulSets, DaemonSets a deploy watches
     SCALED = "scaled"  # `<workload>/scale` of those a deploy scales: Deployments and the targets of an HPA
     OBJECTS = "objects"  # every other object: server-side applied, so even the first is a named create
+    # Every namespaced kind geodeploy can apply, for an app that brings its own manifests:
+    # a prune deletes what an earlier config rendered, which the current one cannot name.
+    # (The built-in source always renders the same objects: it never prunes.)
+    PRUNABLE = "prunable"
 
 
 CONFIGMAPS = Resource("", "configmaps")
@@ -103,6 +107,7 @@ KUBE_DEPLOY = (
     # Server-side applied. An apply that creates is authorized as a `create` of that
     # name, so even the first one is limited to the app's objects.
     KubeRule(Rendered.OBJECTS, ("patch", "create"), Names.RENDERED),
+    KubeRule(Rendered.PRUNABLE, ("delete",), Names.ANY),  # the prune, in the app's namespace only
 )
 KUBE_DRIFT = (
     _READ_RECORD,

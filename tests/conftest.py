@@ -26,7 +26,9 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[object]:
     # clusters' files must outlive the whole session. Kept (with every log) if a test failed.
     state_dir = Path(tempfile.mkdtemp(prefix="geodeploy-sandbox-"))
     stack = Sandbox(
-        [SHOP_CONFIG, WAVES_CONFIG, BROUGHT_CONFIG], state_dir, progress=lambda line: print(line, file=sys.stderr, flush=True)
+        [SHOP_CONFIG, WAVES_CONFIG, BROUGHT_CONFIG],
+        state_dir,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     stack.start()
     try:

@@ -526,10 +526,6 @@ class InMemoryKube:
         key = _key(api_version, kind, name, namespace)
         self._call("delete", lambda: self._cluster._objects.pop(key, None))
 
-    def scale(self, api_version: str, kind: str, name: str, namespace: str, replicas: int, *, manager: str) -> None:
-        assert (api_version, kind) == ("apps/v1", "Deployment"), "the in-memory cluster runs Deployments only"
-        self.scale_deployment(name, namespace, replicas, manager=manager)
-
     # --- watching -------------------------------------------------------------------
 
     def watch_object(
