@@ -205,17 +205,27 @@ class SandboxDriver:
         self.sandbox.down_function(self._path(config), function)
 
     def fresh_instance(
-        self, config: Config, function: str, topic: str, message: dict[str, Any], python_flags: tuple[str, ...] = ()
+        self,
+        config: Config,
+        function: str,
+        topic: str,
+        message: dict[str, Any],
+        python_flags: tuple[str, ...] = (),
+        bundle: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Handles one event in a new process of `function` (its entry point, identity and
         environment), as a second Cloud Run instance or a cold start would; see
-        sandbox/fresh_instance.py for what it prints. Raises if the handler raised."""
+        sandbox/fresh_instance.py for what it prints. Raises if the handler raised.
+        `bundle`: a config file (its manifest files beside it) to run with instead of the
+        sandbox's own, as the first instance of a newly deployed function version."""
         from shared.topology import functions_of, service_account_email
 
         path = self._path(config)
         spec = next(f for f in functions_of(config) if f.name == function)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDFLARE_")}
         env.update(self.sandbox.env_for(path))
+        if bundle is not None:
+            env["GEODEPLOY_CONFIG"] = str(bundle.resolve())
         env["GOOGLE_APPLICATION_CREDENTIALS"] = str(
             self.sandbox.credentials[service_account_email(config, spec.identity)]
         )

@@ -5,12 +5,15 @@ across every workload it renders."""
 
 from __future__ import annotations
 
+import shutil
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from sandbox.driver import digest_for, wait_until
 from sandbox.kwok_stages import broken_digest
+from sandbox.stack import REPO
 
 pytestmark = pytest.mark.sandbox
 
@@ -139,3 +142,74 @@ def test_a_statefulset_is_watched_to_completion_and_a_stuck_one_fails_with_its_r
         failed = sandbox.release_record(config, region.name, "ledger").find(result["release_id"])
         assert (failed.status, failed.reason) == ("failed", PROGRESS_DEADLINE_EXCEEDED)
     _wait_for_workloads(sandbox, config, "ledger", [("statefulset", "ledger")], good)
+
+
+def test_an_object_removed_from_the_directory_is_pruned_in_every_region(sandbox, brought, tmp_path):
+    path, config = brought
+    kit = [("deployment", "kit-web"), ("deployment", "kit-worker")]
+    _deploy(sandbox, config, "kit", "kit-prune-v1", kit)
+    # The next function version: the same config, its directory without worker.yaml.
+    bundle = tmp_path / "bundle"
+    shutil.copytree(REPO / "config" / "examples", bundle / "examples")
+    shutil.copy(path, bundle / path.name)
+    (bundle / "examples" / "kit" / "worker.yaml").unlink()
+    image = _image(config, "kit", digest_for("kit-prune-v2"))
+
+    for region in config.regions:
+        request = {
+            "version": 1,
+            "release_id": f"prune-{region.name}",
+            "app": "kit",
+            "region": region.name,
+            "kind": "deploy",
+            "image": image,
+            "trigger": {"type": "manual", "event_id": f"prune-{region.name}", "requested_by": "test"},
+            "issued_at": datetime.now(UTC).isoformat(),
+        }
+        function = f"{config.name}-deploy-{region.name}"
+        sandbox.fresh_instance(config, function, config.deploy_topic(region.name), request, bundle=bundle / path.name)
+
+    for region in config.regions:
+        assert sandbox.get(config, region.name, "deployment", "kit-worker", "kit") is None, region.name
+        web = sandbox.get(config, region.name, "deployment", "kit-web", "kit")
+        assert web["spec"]["template"]["spec"]["containers"][0]["image"] == image
+        record = sandbox.release_record(config, region.name, "kit")
+        assert (record.current.image, record.current.status) == (image, "succeeded")
+        assert "apps/v1/Deployment/kit-worker" not in record.inventory
+        assert "apps/v1/Deployment/kit-web" in record.inventory
+
+
+def _check_drift(sandbox, config, apps: list[str]) -> dict[str, Any]:
+    event_id = sandbox.publish(config, config.topics.drift, {"version": 1, "apps": apps, "heal": False})
+    return wait_until(
+        lambda: next((r for r in sandbox.drift_reports(config) if r["trigger_event_id"] == event_id), None),
+        90,
+        f"the drift report for event {event_id}",
+    )
+
+
+def test_hand_edits_to_brought_objects_are_reported_with_their_field_paths(sandbox, brought):
+    _path, config = brought
+    _deploy(sandbox, config, "kit", "kit-drift", [("deployment", "kit-web"), ("deployment", "kit-worker")])
+    _deploy(sandbox, config, "ledger", "ledger-drift", [("statefulset", "ledger")])
+    region = "us-west1"
+    sandbox.kubectl(config, region, "-n", "kit", "patch", "configmap", "kit-settings", "-p", '{"data":{"QUEUE":"x"}}')
+    sandbox.kubectl(
+        config, region, "-n", "ledger", "patch", "service", "ledger", "--type=json",
+        "-p", '[{"op":"replace","path":"/spec/ports/0/port","value":7001}]',
+    )  # fmt: skip
+
+    report = _check_drift(sandbox, config, ["kit", "ledger"])
+
+    found = {
+        (r["app"], d["object"], d["path"]): d
+        for r in report["regions"]
+        if r["region"] == region
+        for d in r["differences"]
+    }
+    assert found[("kit", "ConfigMap/kit/kit-settings", "data.QUEUE")]["expected"] == "orders"
+    assert found[("kit", "ConfigMap/kit/kit-settings", "data.QUEUE")]["live"] == "x"
+    port = found[("ledger", "Service/ledger/ledger", "spec.ports[name=peer].port")]
+    assert (port["expected"], port["live"]) == (7000, 7001)
+    others = [r for r in report["regions"] if r["region"] != region]
+    assert {r["status"] for r in others} == {"in_sync"}, others
