@@ -98,6 +98,14 @@ def _drift_args(p: argparse.ArgumentParser) -> None:
     _regions(p, "only this region")
 
 
+def _kustomize_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--kustomize",
+        metavar="PATH",
+        help="the kustomize binary (default: $GEODEPLOY_KUSTOMIZE, else kustomize on PATH)",
+    )
+
+
 def _history_args(p: argparse.ArgumentParser) -> None:
     _regions(p, "only this region")
     p.add_argument("--limit", type=int, default=10, metavar="N", help="at most N releases per region (default: 10)")
@@ -163,6 +171,13 @@ COMMANDS = [
         "List each region's releases, newest first, from its release record.",
         "geodeploy history\n  geodeploy history --region europe-west1 --limit 3",
         _history_args,
+    ),
+    Command(
+        "kustomize",
+        "kustomize",
+        "Render the config's kustomize sources, one file per region's kustomization, for the functions to load.",
+        "geodeploy kustomize\n  geodeploy kustomize --kustomize ~/.cache/geodeploy/kustomize-v5.7.1/kustomize",
+        _kustomize_args,
     ),
 ]
 

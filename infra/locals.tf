@@ -247,8 +247,10 @@ locals {
   }
 }
 
-# The manifests the apps bring (apps[].source: `template: <file>` or `directory: <dir>`,
-# every *.yaml and *.yml directly in it), by path relative to the config's directory.
+# The manifests the apps bring (apps[].source: `template: <file>`, `directory: <dir>`,
+# every *.yaml and *.yml directly in it, or `kustomize: <dir>`, the rendering that
+# `geodeploy kustomize` wrote in each region's kustomization directory before the plan),
+# by path relative to the config's directory.
 # functions.tf bundles each at that same path beside geodeploy.yaml, which is where the
 # functions' config loader looks for them (shared/config.py DirectoryFiles). A `builtin`
 # source, or none, brings no file.
@@ -259,6 +261,11 @@ locals {
   ]
   manifest_files = sort(distinct(concat(
     [for a in local.config.apps : a.source.template if try(a.source.template, null) != null],
+    flatten([
+      for a in local.config.apps : [
+        for r in local.config.regions : "${trimsuffix(replace(a.source.kustomize, "__REGION__", r.name), "/")}/geodeploy-rendered.yaml"
+      ] if try(a.source.kustomize, null) != null
+    ]),
     flatten([
       for d in local.manifest_directories : [
         for f in setunion(

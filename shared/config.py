@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from shared.errors import ConfigError, InvalidMessage
-from shared.manifest_sources import BUILTIN, WORKLOAD_KINDS, ManifestSource, SourceFiles, read_source
+from shared.manifest_sources import BUILTIN, KUSTOMIZE, ManifestSource, SourceFiles, read_rendered, read_source
 from shared.yaml_loading import load_strict
 
 __all__ = ["App", "Config", "DirectoryFiles", "Region", "load_config", "parse_config"]
@@ -235,15 +235,9 @@ class App(_Model):
         files = (info.context or {}).get(_SOURCE_FILES)
         if files is None:
             raise ValueError("manifest files are read only by parse_config or load_config")
-        loaded = read_source(source, namespace, files)
-        if not any(d.body["apiVersion"] == "apps/v1" and d.kind in WORKLOAD_KINDS for d in loaded.documents):
-            # A release is healthy when its workloads have rolled out: with none, nothing
-            # would say whether the pushed image runs.
-            raise ValueError(
-                f"{source.template or source.directory}: no apps/v1 {', '.join(WORKLOAD_KINDS)}; "
-                "a release needs one to watch"
-            )
-        return loaded
+        if source.kind == KUSTOMIZE:
+            return source  # one rendering per region: the config reads them (_read_rendered)
+        return read_source(source, namespace, files)
 
     @field_validator("manifests")
     @classmethod
@@ -407,6 +401,25 @@ class Config(_Model):
     regions: list[Region] = Field(min_length=1)
 
     @model_validator(mode="after")
+    def _read_rendered(self, info: ValidationInfo) -> Config:
+        """Loads each kustomize source's rendering for every region (an app does not know
+        the regions). Skipped for `geodeploy kustomize`, which is about to write them."""
+        context = info.context or {}
+        if not context.get(_READ_RENDERED, True):
+            return self
+        for i, app in enumerate(self.apps):
+            if app.source.kind != KUSTOMIZE:
+                continue
+            try:
+                loaded = read_rendered(
+                    app.source, app.namespace, context[_SOURCE_FILES], [r.name for r in self.regions]
+                )
+            except ValueError as e:
+                raise ValueError(f"apps[{i}].source: {e}") from None
+            object.__setattr__(app, "source", loaded)  # App is frozen: set once, while loading
+        return self
+
+    @model_validator(mode="after")
     def _check_references(self) -> Config:
         _require_unique("apps", [a.name for a in self.apps])
         _require_unique("regions", [r.name for r in self.regions])
@@ -493,10 +506,13 @@ def _require_unique(what: str, values: list[str]) -> None:
         seen.add(v)
 
 
-def parse_config(text: str, source: str = "<config>", files: SourceFiles | None = None) -> Config:
+def parse_config(
+    text: str, source: str = "<config>", files: SourceFiles | None = None, *, read_rendered: bool = True
+) -> Config:
     """Parses and validates config text; a ConfigError names the file and the bad key.
-    An app's template or directory source is read through `files` (default: the files in
-    `source`'s directory), and only then."""
+    An app's template or directory source (and a kustomize source's renderings, unless
+    `read_rendered` is false) is read through `files` (default: the files in `source`'s
+    directory), and only then."""
     import yaml  # imported here: only loading needs it
 
     try:
@@ -505,7 +521,10 @@ def parse_config(text: str, source: str = "<config>", files: SourceFiles | None 
         raise ConfigError(f"{source}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
-    context = {_SOURCE_FILES: files if files is not None else DirectoryFiles(Path(source).parent)}
+    context = {
+        _SOURCE_FILES: files if files is not None else DirectoryFiles(Path(source).parent),
+        _READ_RENDERED: read_rendered,
+    }
     try:
         return Config.model_validate(data, context=context)
     except ValidationError as e:
@@ -513,6 +532,7 @@ def parse_config(text: str, source: str = "<config>", files: SourceFiles | None 
 
 
 _SOURCE_FILES = "source_files"  # the validation context's key for the SourceFiles
+_READ_RENDERED = "read_rendered"  # ... and for whether kustomize renderings are read
 
 
 @dataclass(frozen=True)
@@ -542,13 +562,13 @@ class DirectoryFiles:
             raise ValueError(f"{directory}/: cannot list: {e.strerror}") from None
 
 
-def load_config(path: str | Path) -> Config:
+def load_config(path: str | Path, *, read_rendered: bool = True) -> Config:
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
-    return parse_config(text, str(path))
+    return parse_config(text, str(path), read_rendered=read_rendered)
 
 
 def _describe(err: Any) -> str:

@@ -28,18 +28,25 @@ from shared.yaml_loading import load_manifest_documents
 
 __all__ = [
     "BUILTIN",
+    "KUSTOMIZE",
+    "KUSTOMIZE_OUTPUT",
     "WORKLOAD_KINDS",
     "ManifestDocument",
     "ManifestSource",
     "Placeholder",
     "SourceFiles",
+    "read_rendered",
     "read_source",
     "substitute_placeholders",
 ]
 
 Object = dict[str, Any]
-SourceKind = Literal["builtin", "template", "directory"]
+SourceKind = Literal["builtin", "template", "directory", "kustomize"]
 BUILTIN: SourceKind = "builtin"
+KUSTOMIZE: SourceKind = "kustomize"
+# What `geodeploy kustomize` writes in each overlay directory it builds: the rendered,
+# placeholder-bearing manifests a function loads (it never runs kustomize itself).
+KUSTOMIZE_OUTPUT = "geodeploy-rendered.yaml"
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
@@ -126,14 +133,18 @@ def _describe(file: str, index: int, body: Any) -> str:
 
 
 class ManifestSource(BaseModel):
-    """`apps[].source`: absent or `builtin`, `{template: path}` or `{directory: path}`."""
+    """`apps[].source`: absent or `builtin`, `{template: path}`, `{directory: path}` or
+    `{kustomize: path}` (a path that may hold `__REGION__`: one overlay per region)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     template: BundlePath | None = None
     directory: BundlePath | None = None
-    # Filled by read_source when the config is loaded; never written in the file.
+    kustomize: BundlePath | None = None
+    # Filled by read_source (read_rendered for kustomize) when the config is loaded;
+    # never written in the file.
     _documents: tuple[ManifestDocument, ...] = PrivateAttr(default=())
+    _by_region: dict[str, tuple[ManifestDocument, ...]] = PrivateAttr(default_factory=dict)
     _notes: tuple[str, ...] = PrivateAttr(default=())
 
     @model_validator(mode="before")
@@ -142,18 +153,32 @@ class ManifestSource(BaseModel):
         if value == BUILTIN:
             return {}
         if isinstance(value, str):
-            raise ValueError("must be `builtin`, or a mapping with `template:` or `directory:`")
+            raise ValueError("must be `builtin`, or a mapping with `template:`, `directory:` or `kustomize:`")
         return value
 
     @model_validator(mode="after")
     def _one_kind(self) -> ManifestSource:
-        if self.template is not None and self.directory is not None:
-            raise ValueError("give `template:` or `directory:`, not both")
+        if sum(path is not None for path in (self.template, self.directory, self.kustomize)) > 1:
+            raise ValueError("give one of `template:`, `directory:` and `kustomize:`")
         return self
 
     @property
     def kind(self) -> SourceKind:
+        if self.kustomize is not None:
+            return KUSTOMIZE
         return "template" if self.template is not None else "directory" if self.directory is not None else BUILTIN
+
+    def kustomization(self, region: str) -> str:
+        """The kustomization directory `kustomize build` renders for `region`."""
+        assert self.kustomize is not None
+        return self.kustomize.replace(Placeholder.REGION, region).rstrip("/")
+
+    def rendered_file(self, region: str) -> str:
+        return f"{self.kustomization(region)}/{KUSTOMIZE_OUTPUT}"
+
+    def documents_for(self, region: str) -> tuple[ManifestDocument, ...]:
+        """The documents a release in `region` renders (a kustomize source: its overlay's)."""
+        return self._by_region.get(region, self._documents)
 
     @property
     def documents(self) -> tuple[ManifestDocument, ...]:
@@ -189,13 +214,45 @@ CLUSTER_SCOPED_KINDS = frozenset(
 
 
 def read_source(source: ManifestSource, namespace: str, files: SourceFiles) -> ManifestSource:
-    """`source` with its documents loaded and checked for an app in `namespace`; raises
-    ValueError naming the file, the document and the field."""
+    """`source` (a template or directory) with its documents loaded and checked for an
+    app in `namespace`; raises ValueError naming the file, the document and the field."""
+    location = source.template or f"{str(source.directory).rstrip('/')}/"
+    documents, notes = _load(_read_texts(source, files), namespace, location)
+    loaded = source.model_copy()
+    loaded._documents, loaded._notes = documents, notes
+    return loaded
+
+
+def read_rendered(source: ManifestSource, namespace: str, files: SourceFiles, regions: list[str]) -> ManifestSource:
+    """A kustomize `source` with each region's rendered output loaded and checked as a
+    template's documents are (`geodeploy kustomize` wrote them where kustomize is)."""
+    by_region: dict[str, tuple[ManifestDocument, ...]] = {}
+    notes: list[str] = []
+    for region in regions:
+        path = source.rendered_file(region)
+        try:
+            text = files.read_text(path)
+        except ValueError:
+            raise ValueError(
+                f"{path}: not rendered: run `geodeploy kustomize` (or `make manifests`) where the kustomize "
+                f"binary is, so {source.kustomization(region)}/ is rendered before the config is loaded"
+            ) from None
+        by_region[region], changes = _load([(path, text)], namespace, path)
+        notes += [note for note in changes if note not in notes]
+    loaded = source.model_copy()
+    loaded._by_region, loaded._notes = by_region, tuple(notes)
+    loaded._documents = tuple(d for documents in by_region.values() for d in documents)
+    return loaded
+
+
+def _load(
+    texts: list[tuple[str, str]], namespace: str, location: str
+) -> tuple[tuple[ManifestDocument, ...], tuple[str, ...]]:
     import yaml
 
     documents: list[ManifestDocument] = []
     notes: list[str] = []
-    for file, text in _read_texts(source, files):
+    for file, text in texts:
         try:
             bodies = load_manifest_documents(text)
         except yaml.YAMLError as e:
@@ -210,13 +267,18 @@ def read_source(source: ManifestSource, namespace: str, files: SourceFiles) -> M
             document = ManifestDocument(file, index, prepared)
             documents.append(document)
             notes += [f"{document.describe()}: {change}" for change in changes]
-    location = source.template or f"{str(source.directory).rstrip('/')}/"
     _require_the_image(documents, location)
     _require_unique(documents)
+    _require_a_workload(documents, location)
     notes += _drop_replicas_an_autoscaler_owns(documents)
-    loaded = source.model_copy()
-    loaded._documents, loaded._notes = tuple(documents), tuple(notes)
-    return loaded
+    return tuple(documents), tuple(notes)
+
+
+def _require_a_workload(documents: list[ManifestDocument], location: str) -> None:
+    # A release is healthy when its workloads have rolled out: with none, nothing would
+    # say whether the pushed image runs.
+    if not any(d.body["apiVersion"] == "apps/v1" and d.kind in WORKLOAD_KINDS for d in documents):
+        raise ValueError(f"{location}: no apps/v1 {', '.join(WORKLOAD_KINDS)}; a release needs one to watch")
 
 
 def _read_texts(source: ManifestSource, files: SourceFiles) -> list[tuple[str, str]]:

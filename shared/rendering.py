@@ -223,7 +223,9 @@ def _brought_objects(
 ) -> tuple[Object, ...]:
     values = placeholder_values(app, region, image)
     # substitute_placeholders copies: nothing rendered shares state with the loaded config.
-    objects = [_with_labels(substitute_placeholders(d.body, values), labels) for d in app.source.documents]
+    objects = [
+        _with_labels(substitute_placeholders(d.body, values), labels) for d in app.source.documents_for(region.name)
+    ]
     for obj in objects:
         spec = obj.get("spec")
         if obj["kind"] == "Deployment" and isinstance(spec, dict):
