@@ -220,3 +220,9 @@ def test_import_needs_an_app_name(tmp_path, capsys):
     code = main(["import", "--template", str(SEED_TEMPLATE), "--repository", REPOSITORY, "--out", str(tmp_path)])
     assert code == 2
     assert "import needs --app NAME" in capsys.readouterr().err
+
+
+def test_a_deployments_own_progress_deadline_is_called_out_for_the_rollout(tmp_path, capsys):
+    with_deadline = DEPLOYMENT.replace("spec:\n  selector:", "spec:\n  progressDeadlineSeconds: 300\n  selector:")
+    assert run_import(template(tmp_path, with_deadline), tmp_path / "out") == 0
+    assert "set rollout.progress_deadline_seconds: 300 too" in capsys.readouterr().out
