@@ -26,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("import needs --app NAME: the app's name in geodeploy.yaml")
     files, template = _template_files(args.template)
     namespace = args.namespace or _namespace_named(files, template)
+    source = _load(files, template, namespace)  # first: its refusals say what is wrong with the file
     _check_entry(args.app, args.repository, namespace)
-    source = _load(files, template, namespace)
     out = Path(args.out)
     target = out / args.app / OUTPUT_NAME
     _write(target, _upgraded_yaml(source, args.template), force=args.force)
@@ -115,7 +115,7 @@ def _load(files: DirectoryFiles, template: str, namespace: str) -> ManifestSourc
     try:
         return read_source(ManifestSource(template=template), namespace, files)
     except ValueError as e:  # names the file, the document and the field
-        raise UsageError(str(e)) from None
+        raise UsageError(" ".join(str(e).split())) from None  # one line (a YAML error has several)
 
 
 def _upgraded_yaml(source: ManifestSource, origin: str) -> str:

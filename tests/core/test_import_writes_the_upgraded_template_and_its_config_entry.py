@@ -226,3 +226,9 @@ def test_a_deployments_own_progress_deadline_is_called_out_for_the_rollout(tmp_p
     with_deadline = DEPLOYMENT.replace("spec:\n  selector:", "spec:\n  progressDeadlineSeconds: 300\n  selector:")
     assert run_import(template(tmp_path, with_deadline), tmp_path / "out") == 0
     assert "set rollout.progress_deadline_seconds: 300 too" in capsys.readouterr().out
+
+
+def test_a_template_that_is_not_yaml_is_refused_as_the_config_would_refuse_it(tmp_path, capsys):
+    assert run_import(template(tmp_path, "kind: [Deployment"), tmp_path / "out") == 2
+    [error] = capsys.readouterr().err.splitlines()
+    assert error.startswith("geodeploy: error: k8s.yaml: not valid YAML: ")
