@@ -112,6 +112,21 @@ def _history_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
+def _import_args(p: argparse.ArgumentParser) -> None:
+    # --app (a global option) is required here: it names the new app.
+    p.add_argument("--template", required=True, metavar="PATH", help="the multi-document template to import")
+    p.add_argument(
+        "--repository", required=True, metavar="REPO", help="the app's Artifact Registry repository (no tag, no digest)"
+    )
+    p.add_argument(
+        "--namespace", metavar="NS", help="the app's namespace (default: the one the template's objects name)"
+    )
+    p.add_argument(
+        "--out", default=".", metavar="DIR", help="write DIR/<app>/k8s.yaml, beside DIR's geodeploy.yaml (default: .)"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite DIR/<app>/k8s.yaml if it exists")
+
+
 COMMANDS = [
     Command(
         "status",
@@ -178,6 +193,14 @@ COMMANDS = [
         "Render the config's kustomize sources, one file per region's kustomization, for the functions to load.",
         "geodeploy kustomize\n  geodeploy kustomize --kustomize ~/.cache/geodeploy/kustomize-v5.7.1/kustomize",
         _kustomize_args,
+    ),
+    Command(
+        "import",
+        "import_template",
+        "Adopt a template, no config needed: write it upgraded to DIR/<app>/k8s.yaml, print its apps: entry.",
+        "geodeploy import --app my-app --template k8s.yaml --repository europe-docker.pkg.dev/p/app/my-app\n"
+        "  geodeploy import --app my-app --template old/k8s.yaml --repository REPO --out deploy --force",
+        _import_args,
     ),
 ]
 
