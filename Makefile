@@ -7,7 +7,7 @@ PYTHON ?= $(shell scripts/find-python.sh 3.12)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test test-core lint venv binaries tools sandbox-up sandbox-down clean
+.PHONY: demo test test-core lint venv binaries tools manifests sandbox-up sandbox-down clean
 
 $(VENV)/.installed: requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "no Python 3.12: see scripts/find-python.sh" >&2; exit 1; }
@@ -24,6 +24,12 @@ venv: $(VENV)/.installed
 binaries:
 	sandbox/controlplane/build.sh >/dev/null
 
+# The shipped configs' kustomize sources, rendered beside each kustomization (where a
+# function loads them) with kustomize built from the Go module proxy (under a minute).
+KUSTOMIZED := config/sandbox-brought.yaml config/examples/storefront.yaml
+manifests: venv
+	$(foreach c,$(KUSTOMIZED),$(PY) -m cli kustomize --config $(c) --kustomize "$$(sandbox/kustomize/build.sh)" >/dev/null &&) true
+
 # checkov, in a virtualenv of its own (its pins clash with ours), and the Google provider
 # schema tests/infra checks infra/ against (built once from PyPI into ~/.cache/geodeploy).
 tools: venv
@@ -36,16 +42,16 @@ lint: venv
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
-test: venv binaries tools lint
+test: venv binaries tools manifests lint
 	$(PY) -m pytest tests
 
-test-core: venv
+test-core: venv manifests
 	$(PY) -m pytest tests/core -q
 
-demo: venv binaries
+demo: venv binaries manifests
 	$(PY) -m sandbox.demo
 
-sandbox-up: venv binaries
+sandbox-up: venv binaries manifests
 	$(PY) -m sandbox up --config config/sandbox.yaml --config config/sandbox-waves.yaml
 
 sandbox-down: venv

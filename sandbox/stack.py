@@ -51,6 +51,7 @@ from shared.topology import functions_of, service_account_email, subscription_na
 __all__ = ["Sandbox", "stop_recorded_sandbox"]
 
 REPO = Path(__file__).resolve().parent.parent
+KUSTOMIZE_BUILD = REPO / "sandbox" / "kustomize" / "build.sh"
 STATE_FILE = "sandbox.json"
 _LISTENING = r"listening on (http://\S+)"
 # Worker processes per function: Cloud Run instances of concurrency 1. Production scales
@@ -78,6 +79,7 @@ def workers_for(function: DeployedFunction) -> int:
 class Sandbox:
     def __init__(self, configs: list[Path], state_dir: Path, *, progress: Callable[[str], None] | None = None) -> None:
         self.config_paths = [Path(c).resolve() for c in configs]
+        render_kustomize_sources(self.config_paths)
         self.configs = [load_config(c) for c in self.config_paths]
         self.state_dir = Path(state_dir).resolve()
         self._progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -435,6 +437,24 @@ class Sandbox:
     def memory_mb(self) -> float:
         """Resident memory of every sandbox process (clusters included), in MiB."""
         return round(sum(_rss_kib(pid) for pid in sandbox_pids(self.state_dir)) / 1024, 1)
+
+
+def render_kustomize_sources(config_paths: list[Path]) -> None:
+    """Renders the configs' kustomize sources beside their kustomizations, as Cloud Build
+    does before a deploy (kustomize built from the Go module proxy, once per machine)."""
+    import subprocess
+
+    from cli.commands.kustomize import render_kustomize_sources as render
+    from shared.manifest_sources import KUSTOMIZE
+
+    wanted = [
+        p for p in config_paths if any(a.source.kind == KUSTOMIZE for a in load_config(p, read_rendered=False).apps)
+    ]
+    if not wanted:
+        return
+    build = subprocess.run([str(KUSTOMIZE_BUILD)], capture_output=True, text=True, check=True, timeout=600)
+    for path in wanted:
+        render(path, build.stdout.strip())
 
 
 def stop_recorded_sandbox(state_dir: Path) -> bool:

@@ -81,12 +81,19 @@ def test_a_directory_reads_its_yaml_files_sorted_by_name_and_nothing_else():
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
-        ("helm", "apps[0].source: must be `builtin`, or a mapping with `template:` or `directory:`"),
-        ({"template": "a.yaml", "directory": "d"}, "apps[0].source: give `template:` or `directory:`, not both"),
+        ("helm", "apps[0].source: must be `builtin`, or a mapping with `template:`, `directory:` or `kustomize:`"),
+        (
+            {"template": "a.yaml", "directory": "d"},
+            "apps[0].source: give one of `template:`, `directory:` and `kustomize:`",
+        ),
+        (
+            {"kustomize": "k", "directory": "d"},
+            "apps[0].source: give one of `template:`, `directory:` and `kustomize:`",
+        ),
         ({"templates": "a.yaml"}, "apps[0].source.templates: unknown key"),
     ],
 )
-def test_a_source_is_builtin_a_template_or_a_directory(source, expected):
+def test_a_source_is_builtin_a_template_a_directory_or_a_kustomization(source, expected):
     assert expected in error({}, source=source)
 
 

@@ -126,9 +126,10 @@ def config_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         files[name] = directory / f"{name}.yaml"
         files[name].write_text(yaml.safe_dump(data, sort_keys=False))
         load_config(files[name])  # the variant itself must be a valid config
-    for shipped in ("sandbox", "sandbox-waves"):
+    for shipped in ("sandbox", "sandbox-waves", "sandbox-brought"):
         files[shipped] = REPO / "config" / f"{shipped}.yaml"
     files["seed"] = SEED
+    files["storefront"] = REPO / "config" / "examples" / "storefront.yaml"
     files["directory"] = _directory_app_config(directory / "with-directory")
     return files
 
@@ -159,7 +160,7 @@ DIRECTORY_SOURCE = {
     "README.md": "not a manifest\n",
     "old/ignored.yaml": "not read: in a subdirectory\n",
 }
-CONFIG_NAMES = [*VARIANTS, "sandbox", "sandbox-waves", "seed", "directory"]
+CONFIG_NAMES = [*VARIANTS, "sandbox", "sandbox-waves", "sandbox-brought", "seed", "directory", "storefront"]
 
 
 def _module(config_path: Path, **variables: Any) -> Module:
@@ -566,6 +567,17 @@ def _bundled_manifests(module: Module) -> dict[str, str]:
 def test_the_seed_examples_template_is_bundled_beside_the_config(config_files: dict[str, Path]) -> None:
     bundled = _bundled_manifests(_module(config_files["seed"]))
     assert bundled == {"seed/k8s.yaml": (SEED.parent / "seed" / "k8s.yaml").read_text()}
+
+
+def test_a_kustomize_source_bundles_each_regions_rendering(config_files: dict[str, Path]) -> None:
+    bundled = _bundled_manifests(_module(config_files["storefront"]))
+    overlays = REPO / "config" / "examples" / "storefront" / "overlays"
+    assert bundled == {
+        f"storefront/overlays/{region}/geodeploy-rendered.yaml": (
+            overlays / region / "geodeploy-rendered.yaml"
+        ).read_text()
+        for region in ("europe-west1", "us-west1")
+    }
 
 
 def test_a_directory_source_bundles_the_files_the_loader_reads(config_files: dict[str, Path]) -> None:

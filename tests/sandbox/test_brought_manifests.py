@@ -213,3 +213,17 @@ def test_hand_edits_to_brought_objects_are_reported_with_their_field_paths(sandb
     assert (port["expected"], port["live"]) == (7000, 7001)
     others = [r for r in report["regions"] if r["region"] != region]
     assert {r["status"] for r in others} == {"in_sync"}, others
+
+
+def test_a_kustomize_app_runs_each_regions_overlay(sandbox, brought):
+    _path, config = brought
+    image = _deploy(sandbox, config, "storefront", "storefront-v1", [("deployment", "storefront")])
+    for region in config.regions:
+        deployment = sandbox.get(config, region.name, "deployment", "storefront", "storefront")
+        # The overlay's replica count (Europe's is larger), and its own generated settings.
+        assert deployment["spec"]["replicas"] == (3 if region.name == "europe-west1" else 2)
+        [settings] = deployment["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+        generated = sandbox.get(config, region.name, "configmap", settings["configMapRef"]["name"], "storefront")
+        assert generated["data"] == {"REGION": region.name, "THEME": "light"}
+        record = sandbox.release_record(config, region.name, "storefront")
+        assert (record.current.image, record.current.status) == (image, "succeeded")
