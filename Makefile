@@ -26,9 +26,10 @@ binaries:
 
 # The shipped configs' kustomize sources, rendered beside each kustomization (where a
 # function loads them) with kustomize built from the Go module proxy (under a minute).
-KUSTOMIZED := config/sandbox-brought.yaml config/examples/storefront.yaml
+# (`geodeploy kustomize` does nothing for a config without one.)
 manifests: venv
-	$(foreach c,$(KUSTOMIZED),$(PY) -m cli kustomize --config $(c) --kustomize "$$(sandbox/kustomize/build.sh)" >/dev/null &&) true
+	@kustomize=$$(sandbox/kustomize/build.sh) && for config in config/*.yaml config/examples/*.yaml; do \
+	  $(PY) -m cli kustomize --config $$config --kustomize "$$kustomize" >/dev/null || exit 1; done
 
 # checkov, in a virtualenv of its own (its pins clash with ours), and the Google provider
 # schema tests/infra checks infra/ against (built once from PyPI into ~/.cache/geodeploy).
