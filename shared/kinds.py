@@ -52,8 +52,6 @@ KINDS: tuple[Kind, ...] = (
     Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", namespaced=True),
     Kind("networking.k8s.io/v1", "Ingress", "ingresses", namespaced=True),
     Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies", namespaced=True),
-    Kind("rbac.authorization.k8s.io/v1", "Role", "roles", namespaced=True),
-    Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings", namespaced=True),
 )
 _BY_KEY = {(k.api_version, k.kind): k for k in KINDS}
 

@@ -267,9 +267,9 @@ def _load(
             document = ManifestDocument(file, index, prepared)
             documents.append(document)
             notes += [f"{document.describe()}: {change}" for change in changes]
+    _require_a_workload(documents, location)
     _require_the_image(documents, location)
     _require_unique(documents)
-    _require_a_workload(documents, location)
     notes += _drop_replicas_an_autoscaler_owns(documents)
     return tuple(documents), tuple(notes)
 
@@ -313,7 +313,41 @@ def _prepare(body: Any, namespace: str) -> tuple[Object, list[str]]:
     _place_in_namespace(body, namespace)  # first: a cluster-scoped kind is refused as such
     _require_a_supported_kind(body)
     _check_images(body)
+    _check_rollout_rules(body)
     return body, notes
+
+
+# geodeploy's own ConfigMaps in an app's namespace (the release record) start with this:
+# a brought object of that name would be granted to the deployer and overwrite the record.
+RESERVED_CONFIGMAP_PREFIX = "geodeploy-releases-"
+_MIN_AVAILABLE = re.compile(r"^[0-9]+%$")
+
+
+def _check_rollout_rules(body: Object) -> None:
+    """What geodeploy could not roll out, watch or keep safe, refused at its field."""
+    kind, meta, spec = body["kind"], body["metadata"], body.get("spec")
+    spec = spec if isinstance(spec, dict) else {}
+    if kind == "ConfigMap" and meta["name"].startswith(RESERVED_CONFIGMAP_PREFIX):
+        raise FieldError("metadata.name", f"names starting {RESERVED_CONFIGMAP_PREFIX!r} are geodeploy's own records")
+    if kind in ("StatefulSet", "DaemonSet"):
+        strategy = spec.get("updateStrategy")
+        if isinstance(strategy, dict) and strategy.get("type", "RollingUpdate") != "RollingUpdate":
+            raise FieldError(
+                "spec.updateStrategy.type", "only RollingUpdate: with OnDelete no release would ever roll out"
+            )
+    if kind == "Job" and any(image == Placeholder.IMAGE for _, image in _container_images(body)):
+        raise FieldError(
+            "spec.template.spec.containers",
+            f"a Job's pod template cannot change once created, so `{Placeholder.IMAGE}` in it would fail every "
+            "release after the first; run it from a CronJob or a Deployment",
+        )
+    if kind == "PodDisruptionBudget" and "minAvailable" in spec:
+        value = spec["minAvailable"]
+        valid = (isinstance(value, int) and not isinstance(value, bool) and value >= 0) or (
+            isinstance(value, str) and _MIN_AVAILABLE.match(value)
+        )
+        if not valid:
+            raise FieldError("spec.minAvailable", f'{value!r}: a count (2) or a whole percentage ("50%")')
 
 
 def _require_json(value: Any, path: str) -> None:
@@ -389,10 +423,13 @@ def _check_images(body: Object) -> None:
 
 
 def _require_the_image(documents: list[ManifestDocument], location: str) -> None:
-    if not any(image == Placeholder.IMAGE for d in documents for _, image in _container_images(d.body)):
+    # In a workload: a release is healthy when its workloads have rolled out, so one whose
+    # image runs only in a CronJob would succeed unchecked.
+    workloads = [d for d in documents if d.body["apiVersion"] == "apps/v1" and d.kind in WORKLOAD_KINDS]
+    if not any(image == Placeholder.IMAGE for d in workloads for _, image in _container_images(d.body)):
         raise ValueError(
-            f"{location}: no container has `image: {Placeholder.IMAGE}`, so no pushed image would reach the "
-            "cluster; write it where the image geodeploy deploys goes"
+            f"{location}: no container has `image: {Placeholder.IMAGE}` in a {', '.join(WORKLOAD_KINDS)}, so no "
+            "pushed image would reach the cluster, watched; write it where the image geodeploy deploys goes"
         )
 
 

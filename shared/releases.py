@@ -25,6 +25,7 @@ from shared.contracts import (
     ImageRef,
     Trigger,
 )
+from shared.manifest_sources import RESERVED_CONFIGMAP_PREFIX
 
 __all__ = [
     "IMAGE_NOT_ALLOWED",
@@ -80,7 +81,11 @@ class Release(BaseModel):
     issued_at: datetime
     manifest_hash: str
     status: ReleaseStatus
-    applied_at: datetime
+    applied_at: datetime  # when it was claimed (its apply follows)
+    # When its apply finished: geodeploy's own progress deadline (StatefulSets, DaemonSets,
+    # a Deployment short of its PDB) counts from here, so a delivery that claimed and then
+    # waited (a missing grant, a crash) does not eat the rollout's time.
+    rolled_out_from: datetime | None = None
     finished_at: datetime | None = None
     reason: str = ""
     # For rollbacks: the release this one replaced (automatic rollbacks name the failed one).
@@ -337,4 +342,4 @@ def stamped(
 
 def record_name(app_name: str) -> str:
     """The ConfigMap that holds an app's release record in each region."""
-    return f"geodeploy-releases-{app_name}"
+    return f"{RESERVED_CONFIGMAP_PREFIX}{app_name}"

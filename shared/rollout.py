@@ -29,6 +29,7 @@ UPDATING_REPLICAS = "UpdatingReplicas"
 WAITING_FOR_AVAILABILITY = "WaitingForAvailability"
 TERMINATING_OLD_REPLICAS = "TerminatingOldReplicas"
 ROLLING_UPDATE = "RollingUpdate"
+ON_DELETE = "OnDeleteStrategy"
 # A PDB's minAvailable: a count, or a percentage of the desired pods (rounded up, as the
 # disruption controller does).
 MinAvailable = int | str
@@ -65,23 +66,33 @@ def evaluate_workload(
     *,
     now: datetime | None = None,
     progress_deadline_seconds: int | None = None,
+    started: datetime | None = None,
 ) -> RolloutState:
     """One workload's rollout by its kind's rules. `now` and `progress_deadline_seconds`
-    give a StatefulSet or DaemonSet its deadline (a Deployment's controller keeps its own)."""
-    if kind == "Deployment":
-        return evaluate_rollout(workload, min_available, applied_at)
+    give it geodeploy's deadline, counted from `started` (its apply; default `applied_at`):
+    a StatefulSet or DaemonSet has none of its own, and a Deployment's controller ends its
+    own when the rollout is done, so one still short of the PDB's minimum would wait
+    forever."""
     if workload is None:
         return RolloutState(RolloutPhase.FAILED, NOT_FOUND, f"the {kind} does not exist")
-    rules = {"StatefulSet": _evaluate_stateful_set, "DaemonSet": _evaluate_daemon_set}.get(kind)
+    rules = {
+        "Deployment": lambda w, m: evaluate_rollout(w, m, applied_at),
+        "StatefulSet": _evaluate_stateful_set,
+        "DaemonSet": _evaluate_daemon_set,
+    }.get(kind)
     if rules is None:
         raise ValueError(f"no rollout rules for a {kind}")
     state = rules(workload, min_available)
+    # A Deployment still updating has the controller's deadline (it restarts on progress).
+    ours = kind != "Deployment" or state.reason == BELOW_MIN_AVAILABLE
+    since = started or applied_at
     overdue = (
-        state.phase is RolloutPhase.PROGRESSING
-        and applied_at is not None
+        ours
+        and state.phase is RolloutPhase.PROGRESSING
+        and since is not None
         and now is not None
         and progress_deadline_seconds is not None
-        and (now - applied_at).total_seconds() > progress_deadline_seconds
+        and (now - since).total_seconds() > progress_deadline_seconds
     )
     if overdue:
         return _with(
@@ -114,9 +125,13 @@ def _with(state: RolloutState, phase: RolloutPhase, reason: str, message: str) -
 
 
 def resolve_min_available(min_available: MinAvailable, desired: int) -> int:
+    """The fewest available pods a workload serves with: the PDB's minAvailable, and at
+    least one pod when it wants any (without a PDB, 0 available would count as serving)."""
     if isinstance(min_available, str) and min_available.endswith("%"):
-        return math.ceil(desired * int(min_available[:-1]) / 100)
-    return int(min_available)
+        floor = math.ceil(desired * int(min_available[:-1]) / 100)
+    else:
+        floor = int(min_available)
+    return max(floor, 1 if desired > 0 else 0)
 
 
 def _first_image(spec: dict[str, Any]) -> str | None:
@@ -143,8 +158,8 @@ def _evaluate_stateful_set(workload: dict[str, Any], min_available: MinAvailable
         )
     strategy = spec.get("updateStrategy") or {}
     if strategy.get("type", ROLLING_UPDATE) != ROLLING_UPDATE:
-        # OnDelete: nothing rolls out until pods are deleted by hand (kubectl says the same).
-        return state(RolloutPhase.COMPLETE, COMPLETE, "OnDelete update strategy: no rollout to wait for")
+        # OnDelete: nothing rolls out until pods are deleted by hand (the config refuses it).
+        return state(RolloutPhase.FAILED, ON_DELETE, "OnDelete update strategy: geodeploy cannot roll it out")
     if ready < desired:
         return state(RolloutPhase.PROGRESSING, WAITING_FOR_READY, f"{ready} of {desired} pods ready")
     partition = int((strategy.get("rollingUpdate") or {}).get("partition", 0))
@@ -179,7 +194,7 @@ def _evaluate_daemon_set(workload: dict[str, Any], min_available: MinAvailable) 
             RolloutPhase.PROGRESSING, WAITING_FOR_OBSERVATION, "waiting for the controller to see the new spec"
         )
     if (spec.get("updateStrategy") or {}).get("type", ROLLING_UPDATE) != ROLLING_UPDATE:
-        return state(RolloutPhase.COMPLETE, COMPLETE, "OnDelete update strategy: no rollout to wait for")
+        return state(RolloutPhase.FAILED, ON_DELETE, "OnDelete update strategy: geodeploy cannot roll it out")
     if updated < desired:
         return state(RolloutPhase.PROGRESSING, UPDATING_REPLICAS, f"{updated} of {desired} new pods scheduled")
     if available < desired:

@@ -56,7 +56,7 @@ class Rendered(StrEnum):
     The Namespace is never in a part: NAMESPACES grants it, cluster-wide, by name."""
 
     WORKLOADS = "workloads"  # the apps/v1 Deployments, StatefulSets, DaemonSets a deploy watches
-    SCALED = "scaled"  # `<workload>/scale` of those a deploy scales: Deployments and the targets of an HPA
+    SCALED = "scaled"  # `<workload>/scale` of those a deploy scales: the workloads an HPA scales
     OBJECTS = "objects"  # every other object: server-side applied, so even the first is a named create
     # Every namespaced kind geodeploy can apply, for an app that brings its own manifests:
     # a prune deletes what an earlier config rendered, which the current one cannot name.

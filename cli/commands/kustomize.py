@@ -55,9 +55,19 @@ def render_kustomize_sources(path: Path, kustomize: str) -> list[Path]:
             output = base / app.source.rendered_file(region.name)
             if output in written:
                 continue
-            output.write_text(_build(kustomize, base, app.source.kustomization(region.name)))
+            if not output.resolve().is_relative_to(base.resolve()):
+                raise UsageError(f"{app.source.rendered_file(region.name)}: resolves outside {base}")
+            _write_whole(output, _build(kustomize, base, app.source.kustomization(region.name)))
             written.append(output)
     return written
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Writes through a temporary file renamed into place: an interrupted run never
+    leaves a rendering cut at a document boundary, which would load (and prune)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 def _build(kustomize: str, base: Path, kustomization: str) -> str:

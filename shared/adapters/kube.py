@@ -107,10 +107,15 @@ class KubeClient:
         assert result is not None
         return result
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> None:
+    def delete(
+        self, api_version: str, kind: str, name: str, namespace: str | None, *, resource_version: str | None = None
+    ) -> None:
         """Deletes one object, its dependents in the background; an object already gone is
-        no error (a redelivered prune finds it so)."""
-        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        no error (a redelivered prune finds it so). With `resource_version`, only that
+        version of it (KubeConflict if it moved since it was read)."""
+        body: Object = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        if resource_version is not None:
+            body["preconditions"] = {"resourceVersion": resource_version}
         self._call("DELETE", resource_path(api_version, kind, name, namespace), body=body, missing_ok=True)
 
     def json_patch(self, api_version: str, kind: str, name: str, namespace: str | None, ops: list[Object]) -> Object:

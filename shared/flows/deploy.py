@@ -34,6 +34,7 @@ from shared.contracts import (
 )
 from shared.errors import NotYet, PermanentError, TransientError
 from shared.logs import BoundLogger
+from shared.manifest_sources import BUILTIN, WORKLOAD_KINDS
 from shared.releases import (
     ROLLBACK_SUFFIX,
     Action,
@@ -50,6 +51,7 @@ from shared.rollout import RolloutPhase, RolloutState, combine_rollouts, evaluat
 __all__ = ["RegionDeployer", "apply_release", "prune"]
 
 INITIAL_SCALE_MANAGER_SUFFIX = "-initial-scale"
+KEPT_KIND = "PersistentVolumeClaim"  # never pruned: its data would go with it
 # Reasons this flow reports (the rollout's own reasons come from shared.rollout).
 NEWER_RELEASE_APPLIED = "newer_release_applied"
 NO_EARLIER_GOOD_RELEASE = "no_earlier_good_release"
@@ -234,8 +236,8 @@ class _Run:
             if release.status == "applying":  # new, or the call that claimed it died before applying
                 rendered = self.deployer._render(self.app, release.image)
                 applied = apply_release(self.deployer.kube, rendered, self.app, self.log, release)
-                prune(self.deployer.kube, rendered, record, self.app, self.log)
-                release = release.model_copy(update={"status": "progressing"})
+                prune(self.deployer.kube, rendered, record, self.app, self.log, release, self.store)
+                release = release.model_copy(update={"status": "progressing", "rolled_out_from": self.deployer.now()})
                 record, version = self._record(release, record.with_inventory(rendered.inventory), version)
             return self._watch_and_finish(release, record, version, applied)
         except Superseded as e:
@@ -402,18 +404,25 @@ class _Run:
     def _evaluator(self, rendered: RenderedRelease, target: HealthTarget, release: Release | None) -> _Evaluate:
         min_available = rendered.min_available(target)
         applied_at = release.applied_at if release is not None else None
+        started = (release.rolled_out_from or release.applied_at) if release is not None else None
         deadline = self.deployer.config.rollout.progress_deadline_seconds
         return lambda w: evaluate_workload(
-            target.kind, w, min_available, applied_at, now=self.deployer.now(), progress_deadline_seconds=deadline
+            target.kind,
+            w,
+            min_available,
+            applied_at,
+            now=self.deployer.now(),
+            progress_deadline_seconds=deadline,
+            started=started,
         )
 
     def _watch_deadline(self, target: HealthTarget, release: Release) -> float:
         """The call's deadline; for a StatefulSet or DaemonSet no later than the progress
         deadline geodeploy gives it (no controller condition would end the watch)."""
-        if target.kind == "Deployment" or release.applied_at is None:
+        if target.kind == "Deployment":
             return self.deadline
         deadline = self.deployer.config.rollout.progress_deadline_seconds
-        left = deadline - (self.deployer.now() - release.applied_at).total_seconds()
+        left = deadline - (self.deployer.now() - (release.rolled_out_from or release.applied_at)).total_seconds()
         return min(self.deadline, self.deployer.monotonic() + max(0.0, left) + 1)
 
     def _rollout(
@@ -556,6 +565,14 @@ def apply_release(kube: KubeClient, rendered: RenderedRelease, app: App, log: Bo
     the HPA's first sync; the HPA owns `replicas` from then on. Returns the workloads as
     the apply left them (a scaled one left out: watch it from a fresh read)."""
     targets = {object_key(rendered.workload(t)): t for t in rendered.health_targets}
+    # Every workload read before anything is written: a call that finds a newer release's
+    # stamp on any of them stops before it could put an older ConfigMap or Service back.
+    # (These reads are the guarded applies' first reads: no request more.)
+    first_reads = {t: kube.get("apps/v1", t.kind, t.name, t.namespace) for t in rendered.health_targets}
+    for live in first_reads.values():
+        stamp = stamp_order(live)
+        if stamp is not None and stamp > release.order:
+            raise Superseded(f"{_kind_and_name(live or {})} already runs {_image_of(live or {})}, a newer release")
     applied: Applied = {}
     created: list[HealthTarget] = []
     for obj in rendered.objects:
@@ -563,7 +580,9 @@ def apply_release(kube: KubeClient, rendered: RenderedRelease, app: App, log: Bo
         if target is None:
             kube.apply(obj)
             continue
-        applied[target], existed = _guarded_apply(kube, obj, target, release, rendered.restarts(obj))
+        applied[target], existed = _guarded_apply(
+            kube, obj, target, release, rendered.restarts(obj), first_reads.pop(target)
+        )
         if not existed:
             created.append(target)
     for target in created:
@@ -582,27 +601,81 @@ def apply_release(kube: KubeClient, rendered: RenderedRelease, app: App, log: Bo
     return applied
 
 
-def prune(kube: KubeClient, rendered: RenderedRelease, record: ReleaseRecord, app: App, log: BoundLogger) -> None:
+def prune(
+    kube: KubeClient,
+    rendered: RenderedRelease,
+    record: ReleaseRecord,
+    app: App,
+    log: BoundLogger,
+    release: Release,
+    store: ReleaseStore,
+) -> None:
     """Deletes every object of the record's inventory that this release no longer renders
     (removed from the manifests since an earlier release), as `kubectl apply --prune`
-    does with an ApplySet's inventory. One already gone counts as pruned."""
+    does with an ApplySet's inventory. One already gone counts as pruned. Only while this
+    release is still the region's newest claim (a newer one, perhaps of a newer config,
+    may render the object again), never a workload a newer release stamped, never a
+    PersistentVolumeClaim (its data would go with it), and never for the built-in source,
+    whose deployer has no delete grant (its objects never change)."""
     removed = sorted(set(record.inventory) - set(rendered.inventory))
+    if not removed:
+        return
+    if app.source.kind == BUILTIN:
+        log.warning("objects_not_pruned", objects=removed, detail="the built-in source has no grant to delete them")
+        return
+    current = store.read()[0].current
+    if current is None or current.release_id != release.release_id:
+        log.info("prune_skipped", objects=removed, detail="a newer release was claimed: it prunes")
+        return
+    pruned, kept = [], []
     for found in removed:
         api_version, kind, name = parse_object_id(found)
-        kube.delete(api_version, kind, name, app.namespace)
-    if removed:
-        log.info("objects_pruned", objects=removed)
+        if kind == KEPT_KIND:
+            kept.append(found)
+        elif kind not in WORKLOAD_KINDS:
+            kube.delete(api_version, kind, name, app.namespace)
+            pruned.append(found)
+        elif _delete_unless_newer(kube, api_version, kind, name, app.namespace, release):
+            pruned.append(found)
+    if pruned:
+        log.info("objects_pruned", objects=pruned)
+    if kept:
+        log.warning("objects_kept", objects=kept, detail="a PersistentVolumeClaim is never pruned: delete it by hand")
+
+
+def _delete_unless_newer(
+    kube: KubeClient, api_version: str, kind: str, name: str, namespace: str, release: Release
+) -> bool:
+    """Deletes a workload unless a newer release's stamp is on it, guarded by the
+    resourceVersion just read (a newer apply between the read and the delete wins)."""
+    for _ in range(_APPLY_ATTEMPTS):
+        live = kube.get(api_version, kind, name, namespace)
+        stamp = stamp_order(live)
+        if live is None or (stamp is not None and stamp > release.order):
+            return False
+        try:
+            kube.delete(api_version, kind, name, namespace, resource_version=live["metadata"]["resourceVersion"])
+            return True
+        except KubeConflict:
+            continue  # it moved (a controller, the HPA, a newer apply): read again
+    raise TransientError(f"the {kind} {name} kept changing under its prune")
 
 
 def _guarded_apply(
-    kube: KubeClient, workload: dict[str, Any], target: HealthTarget, release: Release, restart: bool
+    kube: KubeClient,
+    workload: dict[str, Any],
+    target: HealthTarget,
+    release: Release,
+    restart: bool,
+    first_read: dict[str, Any] | None,
 ) -> tuple[dict[str, Any], bool]:
     """Applies one workload with the release's stamp, unless a newer one's is on it;
-    returns it as applied, and whether it existed before."""
-    existed: bool | None = None  # as first read: a workload created now gets its initial scale
-    for _ in range(_APPLY_ATTEMPTS):
-        live = kube.get("apps/v1", target.kind, target.name, target.namespace)
-        existed = live is not None if existed is None else existed
+    returns it as applied, and whether it existed before (`first_read`: as just read)."""
+    existed = first_read is not None  # as first read: a workload created now gets its initial scale
+    live = first_read
+    for attempt in range(_APPLY_ATTEMPTS):
+        if attempt:
+            live = kube.get("apps/v1", target.kind, target.name, target.namespace)
         stamp = stamp_order(live)
         if stamp is not None and stamp > release.order:
             raise Superseded(f"{_kind_and_name(live or {})} already runs {_image_of(live or {})}, a newer release")

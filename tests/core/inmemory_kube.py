@@ -522,9 +522,18 @@ class InMemoryKube:
         step = "initial scale" if manager.endswith("-initial-scale") else "scale"
         self._call(step, op)
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> None:
+    def delete(
+        self, api_version: str, kind: str, name: str, namespace: str | None, *, resource_version: str | None = None
+    ) -> None:
         key = _key(api_version, kind, name, namespace)
-        self._call("delete", lambda: self._cluster._objects.pop(key, None))
+
+        def op() -> None:
+            live = self._cluster._objects.get(key)
+            if live is not None and resource_version not in (None, live["metadata"]["resourceVersion"]):
+                raise KubeConflict(f"{self.cluster}: {kind} {name}: the object has been modified")
+            self._cluster._objects.pop(key, None)
+
+        self._call("delete", op)
 
     # --- watching -------------------------------------------------------------------
 

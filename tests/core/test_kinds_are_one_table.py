@@ -29,8 +29,6 @@ EXPECTED_PATHS = {
     ("policy/v1", "PodDisruptionBudget"): "/apis/policy/v1/namespaces/ns/poddisruptionbudgets/n",
     ("networking.k8s.io/v1", "Ingress"): "/apis/networking.k8s.io/v1/namespaces/ns/ingresses/n",
     ("networking.k8s.io/v1", "NetworkPolicy"): "/apis/networking.k8s.io/v1/namespaces/ns/networkpolicies/n",
-    ("rbac.authorization.k8s.io/v1", "Role"): "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/roles/n",
-    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/rolebindings/n",
 }
 
 

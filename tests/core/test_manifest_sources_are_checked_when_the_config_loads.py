@@ -172,7 +172,7 @@ def test_a_label_value_must_be_a_string():
 
 
 def test_a_template_with_no_image_placeholder_is_refused_naming_the_file():
-    message = error(template(config_map()))
+    message = error(template(config_map(), DEPLOYMENT.replace("__IMAGE__", "nginx:1.27")))
     assert "test.yaml: apps[0].source: deploy/k8s.yaml: no container has `image: __IMAGE__`" in message
 
 
@@ -182,7 +182,8 @@ def test_the_placeholder_outside_a_containers_image_does_not_count():
 
 
 def test_a_directory_with_no_image_placeholder_is_named():
-    message = error({"deploy/a.yaml": config_map()}, source={"directory": "deploy/"})
+    files = {"deploy/a.yaml": config_map(), "deploy/b.yaml": DEPLOYMENT.replace("__IMAGE__", "nginx:1.27")}
+    message = error(files, source={"directory": "deploy/"})
     assert "apps[0].source: deploy/: no container has `image: __IMAGE__`" in message
 
 
@@ -202,8 +203,55 @@ spec:
   schedule: "@daily"
   jobTemplate: {spec: {template: {spec: {containers: [{name: n, image: __IMAGE__}]}}}}
 """
+    assert load(template(job, DEPLOYMENT)).source.documents[0].kind == "CronJob"
+
+
+def test_an_image_only_a_cron_job_runs_is_refused_it_would_never_be_watched():
+    job = """\
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: nightly}
+spec:
+  schedule: "@daily"
+  jobTemplate: {spec: {template: {spec: {containers: [{name: n, image: __IMAGE__}]}}}}
+"""
     web = DEPLOYMENT.replace("image: __IMAGE__", "image: nginx:1.27")
-    assert load(template(job, web)).source.documents[0].kind == "CronJob"
+    assert "no container has `image: __IMAGE__` in a Deployment, StatefulSet, DaemonSet" in error(template(job, web))
+
+
+def test_a_job_may_not_run_the_pushed_image_its_template_cannot_change():
+    job = (
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: migrate}\n"
+        "spec:\n  template: {spec: {containers: [{name: m, image: __IMAGE__}]}}\n"
+    )
+    message = error(template(job, DEPLOYMENT))
+    assert (
+        "deploy/k8s.yaml, document 1 (Job migrate): spec.template.spec.containers: a Job's pod template cannot change"
+        in message
+    )
+
+
+def test_a_statefulset_that_rolls_out_on_delete_only_is_refused():
+    sts = DEPLOYMENT.replace("kind: Deployment", "kind: StatefulSet").replace(
+        "spec:\n", "spec:\n  updateStrategy: {type: OnDelete}\n", 1
+    )
+    message = error(template(sts))
+    assert "(StatefulSet web): spec.updateStrategy.type: only RollingUpdate" in message
+
+
+@pytest.mark.parametrize("value", ["50.5%", "-1", "half", "true"])
+def test_a_disruption_budget_with_a_minimum_kubernetes_would_not_read_is_refused(value):
+    pdb = (
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: web}\n"
+        f"spec:\n  minAvailable: {value}\n  selector: {{matchLabels: {{app: web}}}}\n"
+    )
+    assert "document 2 (PodDisruptionBudget web): spec.minAvailable:" in error(template(DEPLOYMENT, pdb))
+
+
+def test_a_config_map_named_like_a_release_record_is_refused():
+    record = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: geodeploy-releases-shop}\ndata: {a: b}\n"
+    message = error(template(record, DEPLOYMENT))
+    assert "(ConfigMap geodeploy-releases-shop): metadata.name: names starting 'geodeploy-releases-'" in message
 
 
 def test_a_source_with_no_workload_to_watch_is_refused():
