@@ -139,6 +139,19 @@ def _first_image(spec: dict[str, Any]) -> str | None:
     return containers[0].get("image") if containers else None
 
 
+def _not_rolling_yet(
+    meta: dict[str, Any], spec: dict[str, Any], status: dict[str, Any]
+) -> tuple[RolloutPhase, str, str] | None:
+    """A StatefulSet's or DaemonSet's state before its own rules apply: the controller
+    has not seen the spec, or it would never roll out by itself."""
+    if int(meta.get("generation", 0)) > int(status.get("observedGeneration", 0)):
+        return RolloutPhase.PROGRESSING, WAITING_FOR_OBSERVATION, "waiting for the controller to see the new spec"
+    if (spec.get("updateStrategy") or {}).get("type", ROLLING_UPDATE) != ROLLING_UPDATE:
+        # OnDelete: nothing rolls out until pods are deleted by hand (the config refuses it).
+        return RolloutPhase.FAILED, ON_DELETE, "OnDelete update strategy: geodeploy cannot roll it out"
+    return None
+
+
 def _evaluate_stateful_set(workload: dict[str, Any], min_available: MinAvailable) -> RolloutState:
     meta, spec, status = workload.get("metadata", {}), workload.get("spec", {}), workload.get("status") or {}
     desired = int(spec.get("replicas", 1))
@@ -152,14 +165,10 @@ def _evaluate_stateful_set(workload: dict[str, Any], min_available: MinAvailable
             phase, reason, message, _first_image(spec), available, updated, desired, serving=available >= floor
         )
 
-    if int(meta.get("generation", 0)) > int(status.get("observedGeneration", 0)):
-        return state(
-            RolloutPhase.PROGRESSING, WAITING_FOR_OBSERVATION, "waiting for the controller to see the new spec"
-        )
+    early = _not_rolling_yet(meta, spec, status)
+    if early is not None:
+        return state(*early)
     strategy = spec.get("updateStrategy") or {}
-    if strategy.get("type", ROLLING_UPDATE) != ROLLING_UPDATE:
-        # OnDelete: nothing rolls out until pods are deleted by hand (the config refuses it).
-        return state(RolloutPhase.FAILED, ON_DELETE, "OnDelete update strategy: geodeploy cannot roll it out")
     if ready < desired:
         return state(RolloutPhase.PROGRESSING, WAITING_FOR_READY, f"{ready} of {desired} pods ready")
     partition = int((strategy.get("rollingUpdate") or {}).get("partition", 0))
@@ -189,12 +198,9 @@ def _evaluate_daemon_set(workload: dict[str, Any], min_available: MinAvailable) 
             phase, reason, message, _first_image(spec), available, updated, desired, serving=available >= floor
         )
 
-    if int(meta.get("generation", 0)) > int(status.get("observedGeneration", 0)):
-        return state(
-            RolloutPhase.PROGRESSING, WAITING_FOR_OBSERVATION, "waiting for the controller to see the new spec"
-        )
-    if (spec.get("updateStrategy") or {}).get("type", ROLLING_UPDATE) != ROLLING_UPDATE:
-        return state(RolloutPhase.FAILED, ON_DELETE, "OnDelete update strategy: geodeploy cannot roll it out")
+    early = _not_rolling_yet(meta, spec, status)
+    if early is not None:
+        return state(*early)
     if updated < desired:
         return state(RolloutPhase.PROGRESSING, UPDATING_REPLICAS, f"{updated} of {desired} new pods scheduled")
     if available < desired:
