@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 from shared.config import App, Config, Region
-from shared.contracts import ImageRef
 from shared.kinds import KINDS, Kind, kind_of
 from shared.manifest_sources import BUILTIN
 from shared.releases import record_name
@@ -27,7 +26,7 @@ from shared.rendering import (
     RenderedRelease,
     object_key,
     render_namespace,
-    render_release,
+    render_shape,
 )
 from shared.topology import (
     KubeRule,
@@ -44,9 +43,6 @@ __all__ = ["render_rbac", "rendered_resources"]
 Object = dict[str, Any]
 RBAC_API = "rbac.authorization.k8s.io/v1"
 _LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
-# Renders the names an app's release gives its objects. No name depends on the image (a
-# Kubernetes name cannot hold `repository@sha256:…`), so any pinned image does.
-_ANY_IMAGE = ImageRef.parse("example.invalid/geodeploy-rbac@sha256:" + "0" * 64)
 
 
 def render_rbac(config: Config, region: Region) -> list[Object]:
@@ -76,7 +72,7 @@ def render_rbac(config: Config, region: Region) -> list[Object]:
 def rendered_resources(config: Config, app: App, region: Region) -> dict[Rendered, dict[Resource, list[str]]]:
     """Each part of what `app` renders in `region`: its resources, each with the names of
     its objects in document order."""
-    release = render_release(config, app, region, _ANY_IMAGE)
+    release = render_shape(config, app, region)
     workloads = set(release.health_targets)
     scaled = _scaled(release)
     parts: dict[Rendered, dict[Resource, list[str]]] = {part: {} for part in Rendered}
