@@ -1,4 +1,4 @@
-"""Control topic: a hand-published (or CLI-published) rollback or deploy."""
+"""Control topic: a hand-published (or CLI-published) rollback, deploy or promote."""
 
 from __future__ import annotations
 
@@ -22,6 +22,20 @@ def _handle(data: dict[str, Any], event: EventInfo, log: BoundLogger) -> None:
     from shared.settings import load_instance_config
 
     message = parse_message(ControlMessage, data)
+    if message.action == "promote":
+        from shared.flows.promotion import promote_waiting
+
+        config = load_instance_config()
+        promote_waiting(
+            config.known_app(message.app),
+            config=config,
+            connect=_wiring.connect,
+            edge=_wiring.edge_verdict,
+            publisher=_wiring.publisher(),
+            log=log,
+            approved_by=message.requested_by or f"control message {event.id}",
+        )
+        return
     handle_control(
         message,
         event_id=event.id,

@@ -237,17 +237,28 @@ class ControlMessage(_Message):
 
     rollback: `{"version": 1, "action": "rollback", "app": "shop", "target": "previous"}`
     deploy:   `{"version": 1, "action": "deploy", "app": "shop", "target": "<repo>@sha256:..."}`
+    promote:  `{"version": 1, "action": "promote", "app": "shop"}` (the release waiting at a gate)
     """
 
     version: Literal[1]
-    action: Literal["rollback", "deploy"]
+    action: Literal["rollback", "deploy", "promote"]
     app: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     regions: list[Annotated[str, Field(max_length=MAX_NAME_LENGTH)]] | None = Field(
         default=None, min_length=1, max_length=MAX_REGIONS_NAMED
     )
-    # "previous", a bare "sha256:<hex>" (in the app's repository), or repository@sha256:<hex>
-    target: str = Field(min_length=1, max_length=MAX_IMAGE_REFERENCE_LENGTH)
+    # "previous", a bare "sha256:<hex>" (in the app's repository), or repository@sha256:<hex>;
+    # a promote names none: it promotes whatever waits at a gate.
+    target: str = Field(default="", max_length=MAX_IMAGE_REFERENCE_LENGTH)
     requested_by: str | None = Field(default=None, max_length=MAX_REQUESTED_BY_LENGTH)
+
+    @model_validator(mode="after")
+    def _target_fits_the_action(self) -> ControlMessage:
+        if self.action == "promote":
+            if self.target or self.regions:
+                raise ValueError("target, regions: a promote names neither: it promotes the release waiting at a gate")
+        elif not self.target:
+            raise ValueError(f"target: required for a {self.action}")
+        return self
 
 
 # --- drift topic -----------------------------------------------------------------------

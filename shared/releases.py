@@ -86,6 +86,9 @@ class Release(BaseModel):
     # a Deployment short of its PDB) counts from here, so a delivery that claimed and then
     # waited (a missing grant, a crash) does not eat the rollout's time.
     rolled_out_from: datetime | None = None
+    # When its rollout completed, if its wave soaks (config gates[].soak_seconds): the
+    # release succeeds only once it has stayed healthy that long from here.
+    soaked_from: datetime | None = None
     finished_at: datetime | None = None
     reason: str = ""
     # For rollbacks: the release this one replaced (automatic rollbacks name the failed one).

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
-from shared.config import Config
+from shared.config import Approval, Config, WaveGate
 
 __all__ = [
     "Access",
@@ -188,10 +188,17 @@ def functions_of(config: Config) -> list[FunctionSpec]:
         FunctionSpec(
             f"{n}-on-deploy-result",
             "on_deploy_result",
-            (topics.results,),
+            # A gate that may hold a release is looked at again on each drift-check tick.
+            (topics.results, topics.drift) if any(_holds(g) for g in config.gates) else (topics.results,),
             central,
             identity="waves",
-            access=Access(publishes=later_wave_topics, clusters=every_region, kube=KUBE_RECORDS),
+            access=Access(
+                publishes=later_wave_topics,
+                clusters=every_region,
+                # require_edge_healthy: Cloudflare's verdict on the wave's pools
+                secrets=token if any(g.require_edge_healthy for g in config.gates) else (),
+                kube=KUBE_RECORDS,
+            ),
         ),
         FunctionSpec(
             f"{n}-reconcile-traffic",
@@ -231,6 +238,11 @@ def functions_of(config: Config) -> list[FunctionSpec]:
         for region in config.regions
     ]
     return specs
+
+
+def _holds(gate: WaveGate) -> bool:
+    """Whether a gate may hold a release after its wave's last result (a soak is over by then)."""
+    return gate.require_edge_healthy or gate.approval is Approval.MANUAL
 
 
 def service_account_id(config: Config, identity: str) -> str:

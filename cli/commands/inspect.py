@@ -6,11 +6,13 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from cli.commands.promote import promotion_json, promotion_text, waiting
 from cli.context import Context, build_context
 from cli.snapshot import RegionSnapshot, read_regions
 from cli.views import NONE, say, short_image, table, trigger_text, when
 
 if TYPE_CHECKING:
+    from shared.gates import Promotion
     from shared.releases import Release
 
 __all__ = ["run"]
@@ -31,7 +33,9 @@ def status(ctx: Context, args: argparse.Namespace) -> int:
     snapshots = read_regions(ctx, regions)
     cloudflare = _cloudflare_view(ctx, snapshots) if ctx.steered else None
     if args.json:
-        say(json.dumps(_status_json(ctx, snapshots, cloudflare), indent=2, default=str))
+        document = _status_json(ctx, snapshots, cloudflare)
+        document["waiting_at_gate"] = promotion_json(_waiting(ctx, args, snapshots))
+        say(json.dumps(document, indent=2, default=str))
         return 0
     say(f"{ctx.app.name}  (namespace {ctx.app.namespace}, project {ctx.config.project}, config {ctx.config_path.name})")
     say()
@@ -41,6 +45,14 @@ def status(ctx: Context, args: argparse.Namespace) -> int:
     for s in snapshots:
         if not s.reachable:
             say(f"  {s.region.name}: {s.error}")
+    promotion = _waiting(ctx, args, snapshots)
+    if promotion is not None:
+        from shared.gates import Hold
+
+        say()
+        say(f"Waiting at a gate: {promotion_text(promotion)}")
+        if Hold.APPROVAL in promotion.holds:
+            say("  run `geodeploy promote` to let it into the next wave")
     say()
     if cloudflare is None:
         say(f"Cloudflare: the load balancer steers {ctx.config.cloudflare.app}, not {ctx.app.name}")
@@ -64,6 +76,11 @@ def status(ctx: Context, args: argparse.Namespace) -> int:
             )
         )
     return 0
+
+
+def _waiting(ctx: Context, args: argparse.Namespace, snapshots: list[RegionSnapshot]) -> Promotion | None:
+    """What waits at a gate: decided on every region, so only when all were read."""
+    return None if args.regions else waiting(ctx, snapshots)
 
 
 def _region_row(ctx: Context, s: RegionSnapshot) -> list[Any]:

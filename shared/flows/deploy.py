@@ -54,6 +54,8 @@ INITIAL_SCALE_MANAGER_SUFFIX = "-initial-scale"
 KEPT_KIND = "PersistentVolumeClaim"  # never pruned: its data would go with it
 # Reasons this flow reports (the rollout's own reasons come from shared.rollout).
 NEWER_RELEASE_APPLIED = "newer_release_applied"
+SOAKING = "Soaking"  # a completed rollout watched for its wave's soak (gates[].soak_seconds)
+UNHEALTHY_DURING_SOAK = "unhealthy_during_soak"  # a workload stopped being complete while soaking
 NO_EARLIER_GOOD_RELEASE = "no_earlier_good_release"
 WRONG_REGION = "wrong_region"
 ISSUED_IN_THE_FUTURE = "issued_in_the_future"
@@ -251,6 +253,8 @@ class _Run:
         state = self._watch(release, applied)
         if state.phase is RolloutPhase.COMPLETE and release.rollback_of:
             state = self._bake(release)
+        elif state.phase is RolloutPhase.COMPLETE and self._soak_seconds(release):
+            release, record, version, state = self._soak(release, record, version)
         if state.phase is RolloutPhase.PROGRESSING:
             self.log.info("rollout_still_progressing", detail=state.message)
             self._report("progressing", state.reason, message=state.message, image=release.image)
@@ -388,12 +392,7 @@ class _Run:
             if replaced is None:
                 return self._rollout(rendered, release, seen)
             # Something else is in a workload now. Only a newer release may take over.
-            stamp = stamp_order(replaced)
-            current = self.store.read()[0].current
-            newer_claim = (
-                current is not None and current.release_id != release.release_id and current.claim_order > release.order
-            )
-            if (stamp is not None and stamp > release.order) or newer_claim:
+            if self._newer_took_over(replaced, release):
                 raise Superseded(f"{_kind_and_name(replaced)} now runs {_image_of(replaced)}")
             self.log.warning(
                 "release_reapplied", detail=f"{_kind_and_name(replaced)} ran {_image_of(replaced)}, an older release"
@@ -440,10 +439,57 @@ class _Run:
     def _bake(self, rollback: Release) -> RolloutState:
         """Keeps watching a finished automatic rollback: the region counts as recovered
         only if every workload stays complete for rollout.rollback_bake_seconds."""
-        rendered = self.deployer._render(self.app, rollback.image)
         bake = self.deployer.config.rollout.rollback_bake_seconds
         self.log.info("rollback_baking", image=rollback.image, seconds=bake)
-        deadline = min(self.deadline, self.deployer.monotonic() + bake)
+        return self._stays_complete(rollback, min(self.deadline, self.deployer.monotonic() + bake))[0]
+
+    def _soak_seconds(self, release: Release) -> int:
+        """How long a completed deploy must stay healthy before it counts as succeeded:
+        its wave's soak (a deploy to named regions, or a rollback, does not soak)."""
+        if release.kind != "deploy" or release.rollback_of or not self.request.follow_waves:
+            return 0
+        return self.deployer.config.gate_after(self.deployer.region.wave).soak_seconds
+
+    def _soak(
+        self, release: Release, record: ReleaseRecord, version: str | None
+    ) -> tuple[Release, ReleaseRecord, str | None, RolloutState]:
+        """Keeps watching a completed rollout for its wave's soak. The soak's start is
+        recorded once, so a redelivery (after the call budget ran out, or a crash)
+        carries on from it; a workload that stops being complete meanwhile fails it."""
+        if release.soaked_from is None:
+            release = release.model_copy(update={"soaked_from": self.deployer.now()})
+            record, version = self._record(release, record, version)
+        assert release.soaked_from is not None
+        until = release.soaked_from + timedelta(seconds=self._soak_seconds(release))
+        left = (until - self.deployer.now()).total_seconds()
+        self.log.info("rollout_soaking", image=release.image, until=until.isoformat())
+        state, seen = self._stays_complete(release, min(self.deadline, self.deployer.monotonic() + max(0.0, left)))
+        replaced = next((w for w in seen if w is not None and not _runs(w, release)), None)
+        if replaced is not None and self._newer_took_over(replaced, release):
+            raise Superseded(f"{_kind_and_name(replaced)} now runs {_image_of(replaced)}")
+        if state.phase is not RolloutPhase.COMPLETE:
+            # Anything short of complete fails a soak: the region must stay healthy.
+            return release, record, version, RolloutState(RolloutPhase.FAILED, UNHEALTHY_DURING_SOAK, state.message)
+        if self.deployer.now() < until:
+            state = RolloutState(
+                RolloutPhase.PROGRESSING, SOAKING, f"healthy; soaking until {until.isoformat(timespec='seconds')}"
+            )
+        return release, record, version, state
+
+    def _newer_took_over(self, replaced: dict[str, Any], release: Release) -> bool:
+        """Whether a workload no longer running `release` holds a newer release's apply,
+        or a newer release has been claimed since (its apply is on the way)."""
+        stamp = stamp_order(replaced)
+        current = self.store.read()[0].current
+        newer_claim = (
+            current is not None and current.release_id != release.release_id and current.claim_order > release.order
+        )
+        return (stamp is not None and stamp > release.order) or newer_claim
+
+    def _stays_complete(self, release: Release, deadline: float) -> tuple[RolloutState, list[dict[str, Any] | None]]:
+        """Watches each of the release's workloads until `deadline` or until one is no
+        longer complete; how the release stands then, and the workloads as last seen."""
+        rendered = self.deployer._render(self.app, release.image)
         seen: list[dict[str, Any] | None] = []
         for target in rendered.health_targets:
             evaluate = self._evaluator(rendered, target, None)
@@ -459,7 +505,7 @@ class _Run:
             )
             if evaluate(seen[-1]).phase is not RolloutPhase.COMPLETE:
                 break
-        return self._rollout(rendered, None, seen)
+        return self._rollout(rendered, None, seen), seen
 
     # --- results ------------------------------------------------------------------------
 

@@ -1,0 +1,71 @@
+"""`promote`: let the release waiting at a gate (config `gates`) into the next wave, by
+publishing a promote control message, as an operator would by hand. What waits is read
+here first, from every region's release record, as on_control will read it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING, Any
+
+from cli.context import Context, build_context
+from cli.errors import OperationFailed
+from cli.snapshot import RegionSnapshot, read_regions
+from cli.views import say, short_image
+
+if TYPE_CHECKING:
+    from shared.gates import Promotion
+
+__all__ = ["promotion_json", "promotion_text", "run", "waiting"]
+
+
+def run(args: argparse.Namespace) -> int:
+    from shared.contracts import ControlMessage
+    from shared.gates import Hold
+
+    ctx = build_context(args)
+    snapshots = read_regions(ctx, ctx.config.regions)
+    unread = [s.region.name for s in snapshots if not s.reachable]
+    if unread:
+        raise OperationFailed(f"{', '.join(unread)} cannot be read: what waits at a gate is decided on every region")
+    promotion = waiting(ctx, snapshots)
+    if promotion is None:
+        raise OperationFailed(f"nothing of {ctx.app.name} waits at a gate")
+    if Hold.SOAK in promotion.holds:
+        raise OperationFailed(f"{promotion_text(promotion)}: a soak cannot be skipped; promote once it is over")
+    requested_by = (os.environ.get("USER") or "cli")[:200]
+    message = ControlMessage(version=1, action="promote", app=ctx.app.name, requested_by=requested_by)
+    message_id = ctx.publisher.publish(ctx.config.topics.control, message.to_bytes())
+    say(f"promote requested for {ctx.app.name}: {promotion_text(promotion)}: message {message_id}")
+    return 0
+
+
+def waiting(ctx: Context, snapshots: list[RegionSnapshot]) -> Promotion | None:
+    """The release waiting at a gate, by the records read (None if a region was not read:
+    it may have claimed a newer release). Cloudflare's verdict is not asked here."""
+    from shared.gates import pending_promotion
+
+    if any(not s.reachable for s in snapshots) or len(snapshots) != len(ctx.config.regions):
+        return None
+    return pending_promotion(ctx.config, ctx.app, {s.region.name: s.record for s in snapshots})
+
+
+def promotion_text(p: Promotion) -> str:
+    holds = ", ".join(h.value for h in p.holds) or "nothing (promoting)"
+    soaking = f" (soaking: {', '.join(p.soaking)})" if p.soaking else ""
+    return f"{p.release.release_id} ({short_image(p.release.image)}) at the gate {p.at_gate}, held by {holds}{soaking}"
+
+
+def promotion_json(p: Promotion | None) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    return {
+        "release_id": p.release.release_id,
+        "image": p.release.image,
+        "wave": p.wave,
+        "next_wave": p.next_wave,
+        "holds": [h.value for h in p.holds],
+        "soaking": list(p.soaking),
+        "since": p.since.isoformat() if p.since else None,
+        "detail": p.edge_detail,
+    }
