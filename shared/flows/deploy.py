@@ -456,13 +456,17 @@ class _Run:
         """Keeps watching a completed rollout for its wave's soak. The soak's start is
         recorded once, so a redelivery (after the call budget ran out, or a crash)
         carries on from it; a workload that stops being complete meanwhile fails it."""
-        if release.soaked_from is None:
+        first = release.soaked_from is None
+        if first:
             release = release.model_copy(update={"soaked_from": self.deployer.now()})
             record, version = self._record(release, record, version)
         assert release.soaked_from is not None
         until = release.soaked_from + timedelta(seconds=self._soak_seconds(release))
         left = (until - self.deployer.now()).total_seconds()
         self.log.info("rollout_soaking", image=release.image, until=until.isoformat())
+        if first:  # say so: whoever follows the release sees why it is not done yet
+            message = f"rolled out; soaking until {until.isoformat(timespec='seconds')}"
+            self._report("progressing", SOAKING, message=message, image=release.image)
         state, seen = self._stays_complete(release, min(self.deadline, self.deployer.monotonic() + max(0.0, left)))
         replaced = next((w for w in seen if w is not None and not _runs(w, release)), None)
         if replaced is not None and self._newer_took_over(replaced, release):
@@ -472,7 +476,7 @@ class _Run:
             return release, record, version, RolloutState(RolloutPhase.FAILED, UNHEALTHY_DURING_SOAK, state.message)
         if self.deployer.now() < until:
             state = RolloutState(
-                RolloutPhase.PROGRESSING, SOAKING, f"healthy; soaking until {until.isoformat(timespec='seconds')}"
+                RolloutPhase.PROGRESSING, SOAKING, f"rolled out; soaking until {until.isoformat(timespec='seconds')}"
             )
         return release, record, version, state
 
