@@ -50,8 +50,7 @@ def failing_later_digest(label: str = "fails-later") -> str:
 
 
 _FAILS_LATER = (
-    '[.spec.containers.[].image | split("@") | .[1] // ""'
-    f' | startswith("{FAILS_LATER_DIGEST_PREFIX}")] | any'
+    f'[.spec.containers.[].image | split("@") | .[1] // "" | startswith("{FAILS_LATER_DIGEST_PREFIX}")] | any'
 )
 
 _IS_BROKEN = (
@@ -174,7 +173,7 @@ def stages() -> list[dict[str, Any]]:
             "Pod",
             [
                 _not_deleted(),
-                {"key": '.status.conditions.[] | select(.type == "Ready") | .status', "operator": "In", "values": ["True"]},
+                node_ready,  # the same Ready condition, on a pod
                 {"key": _FAILS_LATER, "operator": "In", "values": ["true"]},
             ],
             {"statusTemplate": _pod_status(ready=False)},
