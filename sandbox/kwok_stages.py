@@ -145,17 +145,17 @@ def _pending() -> dict[str, Any]:
 
 
 def stages() -> list[dict[str, Any]]:
-    node_not_ready = {
+    not_ready = {
         "key": '.status.conditions.[] | select(.type == "Ready") | .status',
         "operator": "NotIn",
         "values": ["True"],
     }
-    node_ready = {**node_not_ready, "operator": "In"}
+    ready = {**not_ready, "operator": "In"}
     return [
-        _stage("node-initialize", "Node", [node_not_ready], {"statusTemplate": _NODE_STATUS}),
+        _stage("node-initialize", "Node", [not_ready], {"statusTemplate": _NODE_STATUS}),
         # Keeps node conditions fresh (kwok renews the node leases itself); frequent enough
         # that a node the node controller marked unreachable is Ready again within seconds.
-        _stage("node-heartbeat", "Node", [node_ready], {"statusTemplate": _NODE_STATUS}, delay_ms=20_000),
+        _stage("node-heartbeat", "Node", [ready], {"statusTemplate": _NODE_STATUS}, delay_ms=20_000),
         _stage(
             "pod-ready",
             "Pod",
@@ -173,7 +173,7 @@ def stages() -> list[dict[str, Any]]:
             "Pod",
             [
                 _not_deleted(),
-                node_ready,  # the same Ready condition, on a pod
+                ready,
                 {"key": _FAILS_LATER, "operator": "In", "values": ["true"]},
             ],
             {"statusTemplate": _pod_status(ready=False)},
