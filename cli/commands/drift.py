@@ -109,7 +109,7 @@ def _report_json(ctx: Context, report: DriftReport, unhealed: list[str], uncheck
             "heal_requested": [str(reason) for reason in report.traffic_heal_requested],
         }
     return {
-        "checked_at": report.checked_at,
+        "checked_at": report.checked_at.isoformat(),
         "heal": report.heal,
         "drifted": report.drifted,
         "unhealed": unhealed,
