@@ -22,7 +22,12 @@ if TYPE_CHECKING:
     from shared.adapters.kube import KubeClient
     from shared.rendering import RenderedRelease
 
-__all__ = ["DiffAction", "ObjectDiff", "run"]
+__all__ = ["DiffAction", "ObjectDiff", "hide_secret_values", "run"]
+
+# What diff shows instead of a Secret's value (as `kubectl diff` masks them): that it
+# changes is what a preview needs, and CI logs keep what they are given.
+SECRET_VALUE = "<secret value>"
+_SECRET_FIELDS = ("data", "stringData")
 
 
 class DiffAction(StrEnum):
@@ -195,4 +200,24 @@ def _compare(kube: KubeClient, desired: dict[str, Any]) -> ObjectDiff:
     if not differences:
         return found
     changes = [{"path": d.path, "live": d.live, "expected": d.expected} for d in differences]
-    return ObjectDiff(found.kind, found.namespace, found.name, DiffAction.CHANGE, changes)
+    return ObjectDiff(
+        found.kind, found.namespace, found.name, DiffAction.CHANGE, hide_secret_values(found.kind, changes)
+    )
+
+
+def hide_secret_values(kind: str, changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A Secret's changed values replaced by SECRET_VALUE (an absent one stays absent)."""
+    from shared.drift import ABSENT
+
+    if kind != "Secret":
+        return changes
+
+    def hidden(value: Any) -> Any:
+        return value if value == ABSENT else SECRET_VALUE
+
+    return [
+        {**c, "live": hidden(c["live"]), "expected": hidden(c["expected"])}
+        if c["path"].split(".", 1)[0].split("[", 1)[0] in _SECRET_FIELDS
+        else c
+        for c in changes
+    ]

@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 
+from cli.commands.manifests import SECRET_VALUE, hide_secret_values
 from cli.exit_codes import ErrorKind, ExitCode
 from cli.main import main
 from cli.output import SCHEMA_VERSION, Output, OutputFormat
 from shared.config import load_config
 from shared.contracts import ImageRef
+from shared.drift import ABSENT, compare_object
 from shared.logs import register_secret
 from shared.rbac import render_rbac
 from shared.rendering import render_release
@@ -173,3 +175,23 @@ def test_the_exit_codes_docs_cli_md_lists_are_the_clis():
     assert documented == {int(code) for code in ExitCode}
     for kind in ErrorKind:
         assert f"`{kind}`" in section, f"error kind {kind} is not documented"
+
+
+def test_diff_shows_that_a_secrets_values_change_never_the_values():
+    def secret(data: dict[str, str]) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"}, "data": data}
+
+    live, desired = secret({"password": "b2xkLXB3"}), secret({"password": "bmV3LXB3", "user": "YXBw"})
+    changes = [
+        {"path": d.path, "live": d.live, "expected": d.expected}
+        for d in compare_object("Secret/shop/db", desired, live)
+    ]
+
+    shown = hide_secret_values("Secret", changes)
+
+    assert shown == [
+        {"path": "data.password", "live": SECRET_VALUE, "expected": SECRET_VALUE},
+        {"path": "data.user", "live": ABSENT, "expected": SECRET_VALUE},
+    ]
+    assert "b2xkLXB3" not in json.dumps(shown) and "bmV3LXB3" not in json.dumps(shown)
+    assert hide_secret_values("ConfigMap", changes) == changes  # only a Secret's values are secret
