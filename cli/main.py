@@ -11,11 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cli.exit_codes import ExitCode
+from cli.exit_codes import ErrorKind, ExitCode
+from cli.output import Output, OutputFormat  # the standard library only, as this module
 
 __all__ = ["COMMANDS", "build_parser", "main"]
-
-OUTPUT_FORMATS = ("text", "json")  # cli.output.OutputFormat's values (kept import-free here)
 
 _OVERVIEW = """\
 Deliver an app to its GKE regions and steer users through Cloudflare, by hand.
@@ -241,9 +240,9 @@ def _global_options(top_level: bool) -> Parser:
     options.add_argument(
         "-o",
         "--output",
-        choices=OUTPUT_FORMATS,
+        choices=[str(f) for f in OutputFormat],
         help="text for people (default), or json: one JSON document on stdout, progress on stderr",
-        **({"default": OUTPUT_FORMATS[0]} if top_level else default),
+        **({"default": str(OutputFormat.TEXT)} if top_level else default),
     )
     options.add_argument(
         "-v",
@@ -285,9 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except BadUsage as e:
         return _bad_usage(argv, str(e))
-    # After parsing: --help stays import-free.
-    from cli.errors import run_guarded
-    from cli.output import Output, OutputFormat
+    from cli.errors import run_guarded  # after parsing: --help stays import-free
 
     out = Output(args.command, OutputFormat(args.output))
     module = importlib.import_module(f"cli.commands.{args.module}")
@@ -297,9 +294,6 @@ def main(argv: list[str] | None = None) -> int:
 def _bad_usage(argv: list[str], message: str) -> int:
     """argparse gave up, so what was asked is read from argv itself: the command, and
     whether the error must be a JSON document."""
-    from cli.exit_codes import ErrorKind
-    from cli.output import Output, OutputFormat
-
     names = {c.name for c in COMMANDS}
     command = next((a for a in argv if a in names), None)
     as_json = _asks_for_json(argv)
