@@ -311,9 +311,9 @@ class Follower:
 
 def _describe(status: str, reason: str, message: str, r: dict[str, Any]) -> str:
     why = f" ({reason})" if reason else ""
-    if status == "succeeded":
+    if status == Outcome.SUCCEEDED:
         return f"succeeded: running {short_image(r.get('image'))}"
-    if status == "rolled_back":
+    if status == Outcome.ROLLED_BACK:
         return f"rolled back{why}: {short_image(r.get('image'))} failed, {short_image(r.get('rolled_back_to'))} runs"
     if status == "rolling_back":
         return f"failed{why}: rolling back to {short_image(r.get('rolled_back_to'))}"
@@ -324,8 +324,8 @@ def _describe(status: str, reason: str, message: str, r: dict[str, Any]) -> str:
 
 def _detail(status: str, reason: str, message: str, r: dict[str, Any]) -> str:
     """The summary's short account of a region's outcome."""
-    if status == "succeeded":
+    if status == Outcome.SUCCEEDED:
         return f"release {r.get('release_id')}"
-    if status == "rolled_back":
+    if status == Outcome.ROLLED_BACK:
         return f"{reason}: rolled back to {short_image(r.get('rolled_back_to'))}"
     return ": ".join(part for part in (reason, message) if part)
