@@ -9,7 +9,9 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from cli.context import Context, build_context
-from cli.errors import OperationFailed
+from cli.errors import OperationFailed, Unavailable
+from cli.exit_codes import ExitCode
+from cli.output import Output
 from cli.snapshot import RegionSnapshot, read_regions
 from cli.views import say, short_image
 
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["promotion_json", "promotion_text", "run", "waiting"]
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, out: Output) -> int:
     from shared.contracts import ControlMessage
     from shared.gates import Hold
 
@@ -27,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     snapshots = read_regions(ctx, ctx.config.regions)
     unread = [s.region.name for s in snapshots if not s.reachable]
     if unread:
-        raise OperationFailed(f"{', '.join(unread)} cannot be read: what waits at a gate is decided on every region")
+        raise Unavailable(f"{', '.join(unread)} cannot be read: what waits at a gate is decided on every region")
     promotion = waiting(ctx, snapshots)
     if promotion is None:
         raise OperationFailed(f"nothing of {ctx.app.name} waits at a gate")
@@ -36,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
     requested_by = (os.environ.get("USER") or "cli")[:200]
     message = ControlMessage(version=1, action="promote", app=ctx.app.name, requested_by=requested_by)
     message_id = ctx.publisher.publish(ctx.config.topics.control, message.to_bytes())
+    out.result({"app": ctx.app.name, "message_id": message_id, "promotion": promotion_json(promotion)})
     say(f"promote requested for {ctx.app.name}: {promotion_text(promotion)}: message {message_id}")
-    return 0
+    return ExitCode.OK
 
 
 def waiting(ctx: Context, snapshots: list[RegionSnapshot]) -> Promotion | None:

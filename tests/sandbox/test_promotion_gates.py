@@ -103,9 +103,12 @@ def test_a_release_soaks_waits_for_the_edge_then_for_promote(sandbox, gated):
     assert "Waiting at a gate" in status.stdout and "geodeploy promote" in status.stdout
     assert not _has(sandbox, config, ASIA, image)
 
-    promoted = _cli(sandbox, path, "promote")
+    promoted = _cli(sandbox, path, "-o", "json", "promote")
     assert promoted.returncode == 0, promoted.stderr
-    assert "wave 2 → wave 3" in promoted.stdout
+    document = json.loads(promoted.stdout)
+    assert (document["command"], document["error"]) == ("promote", None)
+    assert document["promotion"]["release_id"] == europe.release_id
+    assert (document["promotion"]["wave"], document["promotion"]["next_wave"]) == (2, 3)
     wait_until(lambda: _succeeded(sandbox, config, ASIA, image), 120, "wave 3 promoted by hand")
     line = wait_until(
         lambda: _events(sandbox, path, "on-control", "wave_promoted", release=europe.release_id), 30, "its log line"
