@@ -82,11 +82,11 @@ def cloudflare_client() -> CloudflareLB:
 def edge_verdict(region: Region) -> bool:
     """Whether Cloudflare's monitor calls the region's pool healthy (a promotion gate's
     `require_edge_healthy`); raises TransientError when Cloudflare cannot be read."""
-    from shared.traffic import healthy_at_the_edge
+    from shared.edge_health import EdgeHealth
 
     client = cloudflare_client()
     named = [p for p in client.list_pools() if p.get("name") == region.cloudflare.pool]
     if not named:
         return False  # no pool yet: nothing can call it healthy
     oldest = min(named, key=lambda p: str(p.get("created_on", "")))  # the one reconcile_traffic keeps
-    return healthy_at_the_edge(client.pool_health(str(oldest["id"])))
+    return client.edge_health(str(oldest["id"])) is EdgeHealth.HEALTHY

@@ -23,8 +23,9 @@ def _handle(data: dict[str, Any], event: EventInfo, log: BoundLogger) -> None:
 
     message = parse_message(ControlMessage, data)
     if message.action == "promote":
-        from shared.flows.promotion import promote_waiting
+        from shared.flows.promotion import OperatorApproval, promote_waiting
 
+        assert message.wave is not None  # the contract requires it of a promote
         config = load_instance_config()
         promote_waiting(
             config.known_app(message.app),
@@ -33,7 +34,7 @@ def _handle(data: dict[str, Any], event: EventInfo, log: BoundLogger) -> None:
             edge=_wiring.edge_verdict,
             publisher=_wiring.publisher(),
             log=log,
-            approved_by=message.requested_by or f"control message {event.id}",
+            approval=OperatorApproval(message.target, message.wave, message.requested_by or f"message {event.id}"),
         )
         return
     handle_control(

@@ -25,17 +25,11 @@ def _handle(data: dict[str, Any], event: EventInfo, log: BoundLogger) -> None:
     if event.source.endswith(f"/topics/{config.topics.drift}"):
         # The scheduled drift check's tick: look again at what waits at a gate (whatever
         # the drift topic carried), so a release Cloudflare held is promoted once healthy.
-        from shared.flows.promotion import promote_waiting
+        from shared.flows.promotion import promote_each_app
 
-        for app in config.apps:
-            promote_waiting(
-                app,
-                config=config,
-                connect=_wiring.connect,
-                edge=_wiring.edge_verdict,
-                publisher=_wiring.publisher(),
-                log=log,
-            )
+        promote_each_app(
+            config, connect=_wiring.connect, edge=_wiring.edge_verdict, publisher=_wiring.publisher(), log=log
+        )
         return
     from shared.flows.waves import advance_waves
 

@@ -108,8 +108,8 @@ locals {
     }
     "${local.name}-on-deploy-result" = {
       entry_point = "on_deploy_result"
-      # a gate that may hold a release is looked at again on each drift-check tick
-      topics          = local.gates_hold ? [local.topics.results, local.topics.drift] : [local.topics.results]
+      # a release Cloudflare's verdict holds is looked at again on each drift-check tick
+      topics          = local.edge_gates ? [local.topics.results, local.topics.drift] : [local.topics.results]
       location        = local.functions_region
       region          = null
       serialized      = false
@@ -220,11 +220,9 @@ locals {
   first_wave_topics = [for r in local.regions : local.deploy_topics[r.name] if r.wave == local.first_wave]
   later_wave_topics = [for r in local.regions : local.deploy_topics[r.name] if r.wave != local.first_wave]
 
-  # Promotion gates (config `gates`): whether one may hold a release after its wave's
-  # last result, and whether one asks Cloudflare (shared/topology.py decides the same).
-  gates      = try(local.config.gates, [])
-  gates_hold = length([for g in local.gates : g if try(g.require_edge_healthy, false) || try(g.approval, "automatic") == "manual"]) > 0
-  edge_gates = length([for g in local.gates : g if try(g.require_edge_healthy, false)]) > 0
+  # Promotion gates (config `gates`): whether one waits for Cloudflare's verdict
+  # (shared/topology.py decides the same).
+  edge_gates = length([for g in try(local.config.gates, []) : g if try(g.require_edge_healthy, false)]) > 0
 
   access = merge(
     {

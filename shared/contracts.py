@@ -237,7 +237,7 @@ class ControlMessage(_Message):
 
     rollback: `{"version": 1, "action": "rollback", "app": "shop", "target": "previous"}`
     deploy:   `{"version": 1, "action": "deploy", "app": "shop", "target": "<repo>@sha256:..."}`
-    promote:  `{"version": 1, "action": "promote", "app": "shop"}` (the release waiting at a gate)
+    promote:  `{"version": 1, "action": "promote", "app": "shop", "target": "<release id>", "wave": 1}`
     """
 
     version: Literal[1]
@@ -247,17 +247,19 @@ class ControlMessage(_Message):
         default=None, min_length=1, max_length=MAX_REGIONS_NAMED
     )
     # "previous", a bare "sha256:<hex>" (in the app's repository), or repository@sha256:<hex>;
-    # a promote names none: it promotes whatever waits at a gate.
-    target: str = Field(default="", max_length=MAX_IMAGE_REFERENCE_LENGTH)
+    # for a promote, the release id waiting at the gate it approves.
+    target: str = Field(min_length=1, max_length=MAX_IMAGE_REFERENCE_LENGTH)
+    # A promote only: the wave whose gate it opens (with `target`, so a late or repeated
+    # promote never opens another gate, nor lets a newer release through).
+    wave: int | None = Field(default=None, ge=1)
     requested_by: str | None = Field(default=None, max_length=MAX_REQUESTED_BY_LENGTH)
 
     @model_validator(mode="after")
-    def _target_fits_the_action(self) -> ControlMessage:
-        if self.action == "promote":
-            if self.target or self.regions:
-                raise ValueError("target, regions: a promote names neither: it promotes the release waiting at a gate")
-        elif not self.target:
-            raise ValueError(f"target: required for a {self.action}")
+    def _fields_fit_the_action(self) -> ControlMessage:
+        if self.action == "promote" and (self.wave is None or self.regions):
+            raise ValueError("wave, regions: a promote names the wave whose gate it opens, and no regions")
+        if self.action != "promote" and self.wave is not None:
+            raise ValueError(f"wave: only a promote names one, not a {self.action}")
         return self
 
 

@@ -60,10 +60,10 @@ def pending_promotion(config: Config, app: App, records: Mapping[str, ReleaseRec
         gate = config.gate_after(wave)
         if following is None:
             return None
-        in_wave = [records[r.name].find(newest.release_id) for r in config.regions_in_wave(wave)]
+        in_wave = [_as_recorded(records[r.name], newest) for r in config.regions_in_wave(wave)]
         if any(r is None or not _runs_or_soaks(r) for r in in_wave):
             return None  # not (yet) through this wave: waiting on rollouts, or halted
-        if any(records[r.name].find(newest.release_id) is not None for r in config.regions_in_wave(following)):
+        if any(_as_recorded(records[r.name], newest) is not None for r in config.regions_in_wave(following)):
             continue  # promoted past this gate already
         if not _gated(gate.soak_seconds, gate.require_edge_healthy, gate.approval):
             return None  # an open gate: the wave's last result promotes (or will)
@@ -94,8 +94,20 @@ def _runs_or_soaks(release: Release) -> bool:
 
 
 def _newest_deploy(records: Iterable[ReleaseRecord]) -> Release | None:
-    """The newest release any region has claimed, if it is a deploy: after a rollback
-    (by hand, or automatic in one region) nothing is promoted."""
+    """The newest release any region has claimed, if it is a deploy that follows the
+    waves: after a rollback (by hand, or automatic in one region) or a deploy to named
+    regions, nothing is promoted."""
     claimed = [r for record in records for r in record.history]
     newest = max(claimed, key=lambda r: r.claim_order, default=None)
-    return newest if newest is not None and newest.kind == "deploy" and not newest.rollback_of else None
+    if newest is None or newest.kind != "deploy" or newest.rollback_of or not newest.follow_waves:
+        return None
+    return newest
+
+
+def _as_recorded(record: ReleaseRecord, release: Release) -> Release | None:
+    """The release as one region recorded it: by id, or by image, as the wave advance
+    finds it (one digest pushed under several tags is several releases, of which each
+    region records the first it saw)."""
+    return record.find(release.release_id) or next(
+        (r for r in record.history if r.image == release.image and r.kind == "deploy" and not r.rollback_of), None
+    )

@@ -93,6 +93,8 @@ class Release(BaseModel):
     reason: str = ""
     # For rollbacks: the release this one replaced (automatic rollbacks name the failed one).
     rollback_of: str | None = None
+    # False for a deploy to named regions: no later wave follows it (nor waits for it at a gate).
+    follow_waves: bool = True
     # The newest request that asked for this same image and manifest (a duplicate, e.g.
     # another tag of the digest, or the same digest pushed again): the release stands for
     # it too, so a request issued before it is older than this release.

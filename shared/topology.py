@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
-from shared.config import Approval, Config, WaveGate
+from shared.config import Config
 
 __all__ = [
     "Access",
@@ -188,8 +188,8 @@ def functions_of(config: Config) -> list[FunctionSpec]:
         FunctionSpec(
             f"{n}-on-deploy-result",
             "on_deploy_result",
-            # A gate that may hold a release is looked at again on each drift-check tick.
-            (topics.results, topics.drift) if any(_holds(g) for g in config.gates) else (topics.results,),
+            # A release Cloudflare's verdict holds is looked at again on each drift-check tick.
+            (topics.results, topics.drift) if any(g.require_edge_healthy for g in config.gates) else (topics.results,),
             central,
             identity="waves",
             access=Access(
@@ -238,11 +238,6 @@ def functions_of(config: Config) -> list[FunctionSpec]:
         for region in config.regions
     ]
     return specs
-
-
-def _holds(gate: WaveGate) -> bool:
-    """Whether a gate may hold a release after its wave's last result (a soak is over by then)."""
-    return gate.require_edge_healthy or gate.approval is Approval.MANUAL
 
 
 def service_account_id(config: Config, identity: str) -> str:

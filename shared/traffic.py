@@ -214,13 +214,3 @@ def reconcile_mark_started(obj: Object | None) -> datetime | None:
     except ValueError:
         return None
     return started if started.tzinfo is not None else None
-
-
-def healthy_at_the_edge(pool_health: Object) -> bool:
-    """Whether Cloudflare's monitor calls a pool healthy, from its pool health answer:
-    healthy only if every point of presence that checks it says so (no verdict at all,
-    e.g. a pool without a monitor, is not a healthy one)."""
-    pops = pool_health.get("pop_health")
-    if not isinstance(pops, dict) or not pops:
-        return False
-    return all(isinstance(pop, dict) and pop.get("healthy") is True for pop in pops.values())

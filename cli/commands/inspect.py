@@ -81,8 +81,9 @@ def status(ctx: Context, args: argparse.Namespace, out: Output) -> int:
 
 
 def _waiting(ctx: Context, args: argparse.Namespace, snapshots: list[RegionSnapshot]) -> Promotion | None:
-    """What waits at a gate: decided on every region, so only when all were read."""
-    return None if args.regions else waiting(ctx, snapshots)
+    """What waits at a gate: decided on every region, so only when all were read; for
+    the app Cloudflare steers, Cloudflare's verdict too."""
+    return None if args.regions else waiting(ctx, snapshots, ask_cloudflare=ctx.steered)
 
 
 def _region_row(ctx: Context, s: RegionSnapshot) -> list[Any]:

@@ -16,6 +16,7 @@ from cli.snapshot import RegionSnapshot, read_regions
 from cli.views import say, short_image
 
 if TYPE_CHECKING:
+    from shared.config import Region
     from shared.gates import Promotion
 
 __all__ = ["promotion_json", "promotion_text", "run", "waiting"]
@@ -36,27 +37,45 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if Hold.SOAK in promotion.holds:
         raise OperationFailed(f"{promotion_text(promotion)}: a soak cannot be skipped; promote once it is over")
     requested_by = (os.environ.get("USER") or "cli")[:200]
-    message = ControlMessage(version=1, action="promote", app=ctx.app.name, requested_by=requested_by)
+    message = ControlMessage(
+        version=1,
+        action="promote",
+        app=ctx.app.name,
+        target=promotion.release.release_id,
+        wave=promotion.wave,
+        requested_by=requested_by,
+    )
     message_id = ctx.publisher.publish(ctx.config.topics.control, message.to_bytes())
     out.result({"app": ctx.app.name, "message_id": message_id, "promotion": promotion_json(promotion)})
     say(f"promote requested for {ctx.app.name}: {promotion_text(promotion)}: message {message_id}")
     return ExitCode.OK
 
 
-def waiting(ctx: Context, snapshots: list[RegionSnapshot]) -> Promotion | None:
+def waiting(ctx: Context, snapshots: list[RegionSnapshot], *, ask_cloudflare: bool = False) -> Promotion | None:
     """The release waiting at a gate, by the records read (None if a region was not read:
-    it may have claimed a newer release). Cloudflare's verdict is not asked here."""
-    from shared.gates import pending_promotion
+    it may have claimed a newer release), and, if asked, Cloudflare's verdict on the
+    wave's pools, as on_deploy_result reads it."""
+    from shared.edge_health import EdgeHealth
+    from shared.flows.promotion import waiting_promotion
 
     if any(not s.reachable for s in snapshots) or len(snapshots) != len(ctx.config.regions):
         return None
-    return pending_promotion(ctx.config, ctx.app, {s.region.name: s.record for s in snapshots})
+
+    def edge(region: Region) -> bool:
+        named = [p for p in ctx.cloudflare.list_pools() if p.get("name") == region.cloudflare.pool]
+        oldest = min(named, key=lambda p: str(p.get("created_on", "")), default=None)
+        return oldest is not None and ctx.cloudflare.edge_health(str(oldest["id"])) is EdgeHealth.HEALTHY
+
+    records = {s.region.name: s.record for s in snapshots}
+    return waiting_promotion(ctx.config, ctx.app, records, edge if ask_cloudflare else None)
 
 
 def promotion_text(p: Promotion) -> str:
-    holds = ", ".join(h.value for h in p.holds) or "nothing (promoting)"
+    holds = ", ".join(h.value for h in p.holds) or "nothing (being promoted)"
     soaking = f" (soaking: {', '.join(p.soaking)})" if p.soaking else ""
-    return f"{p.release.release_id} ({short_image(p.release.image)}) at the gate {p.at_gate}, held by {holds}{soaking}"
+    detail = f" ({p.edge_detail})" if p.edge_detail else ""
+    release = f"{p.release.release_id} ({short_image(p.release.image)})"
+    return f"{release} at the gate {p.at_gate}, held by {holds}{soaking}{detail}"
 
 
 def promotion_json(p: Promotion | None) -> dict[str, Any] | None:

@@ -64,12 +64,6 @@ class CloudflareLB:
     def list_load_balancers(self) -> list[Object]:
         return self._list(f"/zones/{self._zone}/load_balancers")
 
-    def pool_health(self, pool_id: str) -> Object:
-        """Cloudflare's monitor verdict on a pool, per point of presence (the documented
-        pool health endpoint: pools themselves carry no health field)."""
-        result = self._attempt("GET", f"/accounts/{self._account}/load_balancers/pools/{pool_id}/health")
-        return result if isinstance(result, dict) else {}
-
     def create_monitor(self, body: Object, find: Callable[[], Object | None]) -> Object:
         return self._write("POST", f"/accounts/{self._account}/load_balancers/monitors", body, recheck=find)
 

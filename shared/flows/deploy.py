@@ -195,6 +195,7 @@ class _Run:
             status="applying",
             applied_at=self.deployer.now(),
             rollback_of=rollback_of,
+            follow_waves=self.request.follow_waves and kind != "rollback" and rollback_of is None,
         )
 
     def _roll_out(self, release: Release, record: ReleaseRecord, version: str | None) -> DeployResult | None:
@@ -250,11 +251,15 @@ class _Run:
     def _watch_and_finish(
         self, release: Release, record: ReleaseRecord, version: str | None, applied: Applied | None = None
     ) -> DeployResult | None:
-        state = self._watch(release, applied)
-        if state.phase is RolloutPhase.COMPLETE and release.rollback_of:
-            state = self._bake(release)
-        elif state.phase is RolloutPhase.COMPLETE and self._soak_seconds(release):
+        if release.soaked_from is not None:
+            # Rolled out before a crash or the call budget ended it: the soak's rules go on.
             release, record, version, state = self._soak(release, record, version)
+        else:
+            state = self._watch(release, applied)
+            if state.phase is RolloutPhase.COMPLETE and release.rollback_of:
+                state = self._bake(release)
+            elif state.phase is RolloutPhase.COMPLETE and self._soak_seconds(release):
+                release, record, version, state = self._soak(release, record, version)
         if state.phase is RolloutPhase.PROGRESSING:
             self.log.info("rollout_still_progressing", detail=state.message)
             self._report("progressing", state.reason, message=state.message, image=release.image)
@@ -441,7 +446,7 @@ class _Run:
         only if every workload stays complete for rollout.rollback_bake_seconds."""
         bake = self.deployer.config.rollout.rollback_bake_seconds
         self.log.info("rollback_baking", image=rollback.image, seconds=bake)
-        return self._stays_complete(rollback, min(self.deadline, self.deployer.monotonic() + bake))[0]
+        return self._watch_until(rollback, min(self.deadline, self.deployer.monotonic() + bake), _no_longer_complete)[0]
 
     def _soak_seconds(self, release: Release) -> int:
         """How long a completed deploy must stay healthy before it counts as succeeded:
@@ -467,12 +472,14 @@ class _Run:
         if first:  # say so: whoever follows the release sees why it is not done yet
             message = f"rolled out; soaking until {until.isoformat(timespec='seconds')}"
             self._report("progressing", SOAKING, message=message, image=release.image)
-        state, seen = self._stays_complete(release, min(self.deadline, self.deployer.monotonic() + max(0.0, left)))
+        until_soaked = min(self.deadline, self.deployer.monotonic() + max(0.0, left))
+        state, seen = self._watch_until(release, until_soaked, lambda evaluate: _stops_serving(evaluate, release))
         replaced = next((w for w in seen if w is not None and not _runs(w, release)), None)
         if replaced is not None and self._newer_took_over(replaced, release):
             raise Superseded(f"{_kind_and_name(replaced)} now runs {_image_of(replaced)}")
-        if state.phase is not RolloutPhase.COMPLETE:
-            # Anything short of complete fails a soak: the region must stay healthy.
+        if state.phase is RolloutPhase.FAILED or not state.serving:
+            # The region must stay healthy: serving at least its minimum available pods
+            # (a scale-up or one pod restarting is not a failure; falling below it is).
             return release, record, version, RolloutState(RolloutPhase.FAILED, UNHEALTHY_DURING_SOAK, state.message)
         if self.deployer.now() < until:
             state = RolloutState(
@@ -490,24 +497,21 @@ class _Run:
         )
         return (stamp is not None and stamp > release.order) or newer_claim
 
-    def _stays_complete(self, release: Release, deadline: float) -> tuple[RolloutState, list[dict[str, Any] | None]]:
-        """Watches each of the release's workloads until `deadline` or until one is no
-        longer complete; how the release stands then, and the workloads as last seen."""
+    def _watch_until(
+        self, release: Release, deadline: float, stop: Callable[[_Evaluate], Callable[[dict[str, Any] | None], bool]]
+    ) -> tuple[RolloutState, list[dict[str, Any] | None]]:
+        """Watches each of the release's workloads until `deadline` or until `stop` says
+        one is done for; how the release stands then, and the workloads as last seen."""
         rendered = self.deployer._render(self.app, release.image)
         seen: list[dict[str, Any] | None] = []
         for target in rendered.health_targets:
-            evaluate = self._evaluator(rendered, target, None)
+            stops = stop(self._evaluator(rendered, target, None))
             seen.append(
                 self.deployer.kube.watch_object(
-                    "apps/v1",
-                    target.kind,
-                    target.name,
-                    target.namespace,
-                    until=_no_longer_complete(evaluate),
-                    deadline=deadline,
+                    "apps/v1", target.kind, target.name, target.namespace, until=stops, deadline=deadline
                 )
             )
-            if evaluate(seen[-1]).phase is not RolloutPhase.COMPLETE:
+            if stops(seen[-1]):
                 break
         return self._rollout(rendered, None, seen), seen
 
@@ -589,6 +593,16 @@ def _image_of(workload: dict[str, Any]) -> str | None:
 
 def _settled(evaluate: _Evaluate, release: Release) -> Callable[[dict[str, Any] | None], bool]:
     return lambda w: w is None or not _runs(w, release) or evaluate(w).done
+
+
+def _stops_serving(evaluate: _Evaluate, release: Release) -> Callable[[dict[str, Any] | None], bool]:
+    def stops(w: dict[str, Any] | None) -> bool:
+        if w is None or not _runs(w, release):
+            return True
+        state = evaluate(w)
+        return state.phase is RolloutPhase.FAILED or not state.serving
+
+    return stops
 
 
 def _no_longer_complete(evaluate: _Evaluate) -> Callable[[dict[str, Any] | None], bool]:

@@ -12,14 +12,14 @@ regions treat it as a redelivery).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from shared.adapters.kube import KubeClient
 from shared.adapters.pubsub import Publisher
 from shared.adapters.release_store import ReleaseStore
 from shared.config import App, Config, Region
 from shared.contracts import ImageRef
-from shared.errors import ClusterUnreachable, TransientError
+from shared.errors import ClusterUnreachable, GeodeployError
 from shared.flows.regions import each_region
 from shared.flows.requests import send_deploy_requests
 from shared.gates import Hold, Promotion, pending_promotion
@@ -27,7 +27,14 @@ from shared.logs import BoundLogger
 from shared.planning import plan_region_requests
 from shared.releases import ReleaseRecord
 
-__all__ = ["EdgeVerdict", "promote_waiting", "read_records", "waiting_promotion"]
+__all__ = [
+    "EdgeVerdict",
+    "OperatorApproval",
+    "promote_each_app",
+    "promote_waiting",
+    "read_records",
+    "waiting_promotion",
+]
 
 # Whether Cloudflare's monitor calls a region's pool healthy (raises TransientError when
 # Cloudflare cannot be read: no verdict is not a healthy one).
@@ -37,6 +44,37 @@ EdgeVerdict = Callable[[Region], bool]
 PROMOTION_HELD = "promotion_held"
 WAVE_PROMOTED = "wave_promoted"
 NOTHING_TO_PROMOTE = "nothing_to_promote"
+PROMOTION_CHECK_FAILED = "promotion_check_failed"
+
+
+@dataclass(frozen=True)
+class OperatorApproval:
+    """A promote control message: who approved which release at which wave's gate."""
+
+    release_id: str
+    wave: int
+    by: str
+
+    def approves(self, promotion: Promotion) -> bool:
+        return (promotion.release.release_id, promotion.wave) == (self.release_id, self.wave)
+
+
+def promote_each_app(
+    config: Config,
+    *,
+    connect: Callable[[Region], KubeClient],
+    edge: EdgeVerdict,
+    publisher: Publisher,
+    log: BoundLogger,
+) -> None:
+    """A drift-check tick: every app's waiting release looked at again. One app's
+    trouble (a region down, a record unreadable) is logged and leaves the others to go
+    on; the next tick looks again."""
+    for app in config.apps:
+        try:
+            promote_waiting(app, config=config, connect=connect, edge=edge, publisher=publisher, log=log)
+        except GeodeployError as e:
+            log.warning(PROMOTION_CHECK_FAILED, app=app.name, error=type(e).__name__, detail=str(e))
 
 
 def read_records(config: Config, app: App, connect: Callable[[Region], KubeClient]) -> dict[str, ReleaseRecord]:
@@ -72,7 +110,7 @@ def waiting_promotion(
     assert edge is not None
     try:
         unhealthy = [r.cloudflare.pool for r in config.regions_in_wave(promotion.wave) if not edge(r)]
-    except TransientError as e:  # no verdict is not a healthy one; the next tick asks again
+    except GeodeployError as e:  # no verdict is not a healthy one; the next tick asks again
         return replace(promotion, holds=(*promotion.holds, Hold.EDGE), edge_detail=f"Cloudflare: {e}")
     if not unhealthy:
         return promotion
@@ -88,19 +126,30 @@ def promote_waiting(
     edge: EdgeVerdict,
     publisher: Publisher,
     log: BoundLogger,
-    approved_by: str | None = None,
+    approval: OperatorApproval | None = None,
 ) -> Promotion | None:
     """Sends the next wave the waiting release when nothing holds it (or only what an
-    operator's `approved_by` lifts). Returns the promotion looked at (None: nothing waits)."""
+    operator's `approval` lifts: of that release at that wave's gate, nothing else).
+    Returns the promotion looked at (None: nothing waits, or not what was approved)."""
     log = log.bind(app=app.name)
     records = read_records(config, app, connect)
     # The operator's word needs no verdict from Cloudflare.
-    promotion = waiting_promotion(config, app, records, None if approved_by else edge)
+    promotion = waiting_promotion(config, app, records, None if approval else edge)
+    if approval is not None and promotion is not None and not approval.approves(promotion):
+        log.info(
+            NOTHING_TO_PROMOTE,
+            approved_release=approval.release_id,
+            approved_wave=approval.wave,
+            waiting_release=promotion.release.release_id,
+            waiting_wave=promotion.wave,
+            detail="what waits is not what was approved (a newer push, or a later gate)",
+        )
+        return None
     if promotion is None:
-        log.info(NOTHING_TO_PROMOTE, approved_by=approved_by)
+        log.info(NOTHING_TO_PROMOTE, approved_by=approval.by if approval else None)
         return None
     log = log.bind(release=promotion.release.release_id, wave=promotion.wave, next_wave=promotion.next_wave)
-    holds = [h for h in promotion.holds if approved_by is None or h is Hold.SOAK]
+    holds = [h for h in promotion.holds if approval is None or h is Hold.SOAK]
     if holds:
         log.info(
             PROMOTION_HELD,
@@ -120,5 +169,5 @@ def promote_waiting(
         wave=promotion.next_wave,
     )
     send_deploy_requests(requests, config, publisher)
-    log.info(WAVE_PROMOTED, regions=[r.region for r in requests], approved_by=approved_by)
+    log.info(WAVE_PROMOTED, regions=[r.region for r in requests], approved_by=approval.by if approval else None)
     return promotion
