@@ -256,8 +256,10 @@ class ControlMessage(_Message):
 
     @model_validator(mode="after")
     def _fields_fit_the_action(self) -> ControlMessage:
-        if self.action == "promote" and (self.wave is None or self.regions):
-            raise ValueError("wave, regions: a promote names the wave whose gate it opens, and no regions")
+        if self.action == "promote" and self.wave is None:
+            raise ValueError("wave: a promote names the wave whose gate it opens")
+        if self.action == "promote" and self.regions:
+            raise ValueError("regions: a promote names none: it opens a gate for the next wave's regions")
         if self.action != "promote" and self.wave is not None:
             raise ValueError(f"wave: only a promote names one, not a {self.action}")
         return self

@@ -11,6 +11,7 @@ import pytest
 
 from shared.config import Config
 from shared.errors import ConfigError
+from shared.flows.promotion import OperatorApproval
 from shared.gates import Hold, pending_promotion
 from shared.releases import Release, ReleaseRecord
 from tests.core.builders import at, build_config, config_data, record, ref, release
@@ -79,6 +80,40 @@ def test_nothing_waits_after_a_failure_or_a_rollback_in_the_wave() -> None:
 
     assert pending_promotion(config, config.app("shop"), at_region(eu=record(failed))) is None
     assert pending_promotion(config, config.app("shop"), at_region(eu=record(rolled_back, failed))) is None
+
+
+def test_a_deploy_to_named_regions_is_never_promoted() -> None:
+    config = gated(approval="manual")
+    hotfix = R2.model_copy(update={"follow_waves": False})
+
+    assert pending_promotion(config, config.app("shop"), at_region(eu=record(hotfix, R1))) is None
+
+
+def test_a_digest_recorded_under_another_release_id_is_the_same_release() -> None:
+    """One digest pushed under two tags reaches the wave's regions in either order: each
+    records the first it saw, as the wave advance counts it."""
+    data = config_data(waves=True)
+    data["regions"][1]["wave"] = 1  # us-west1 joins Europe in wave 1; Asia is wave 2
+    data["gates"] = [{"wave": 1, "approval": "manual"}]
+    config = build_config(data)
+    first = release("r1", ref("v1"), issued_at=at(0))
+    second = release("r2", ref("v1"), issued_at=at(1))
+    confirmed = first.model_copy(update={"confirmed_by": "r2", "confirmed_at": at(1)})
+
+    promotion = pending_promotion(config, config.app("shop"), at_region(eu=record(confirmed), us=record(second)))
+
+    assert promotion is not None and promotion.holds == (Hold.APPROVAL,)
+    assert promotion.release.image == ref("v1")
+
+
+def test_an_operators_approval_opens_only_the_gate_it_names() -> None:
+    config = gated(approval="manual")
+    promotion = pending_promotion(config, config.app("shop"), at_region(eu=record(R1)))
+    assert promotion is not None
+
+    assert OperatorApproval("r1", 1, "ana").approves(promotion)
+    assert not OperatorApproval("r0", 1, "ana").approves(promotion)  # a late promote of an older release
+    assert not OperatorApproval("r1", 2, "ana").approves(promotion)  # a repeated promote, at the next gate
 
 
 def test_an_open_gate_holds_nothing() -> None:

@@ -121,7 +121,9 @@ def test_a_newer_push_cancels_a_waiting_promotion(sandbox, gated):
     path, config = gated
     v2, v3 = _image(config, digest_for("gated-v2")), _image(config, digest_for("gated-v3"))
     sandbox.push_image(config, digest_for("gated-v2"), tag="v2.0.0")
-    wait_until(lambda: (_waiting(sandbox, path) or {}).get("image") == v2, 150, "v2 waiting at the wave-2 gate")
+    waiting_v2 = wait_until(
+        lambda: w if (w := _waiting(sandbox, path)) and w["image"] == v2 else None, 150, "v2 at the wave-2 gate"
+    )
 
     sandbox.push_image(config, digest_for("gated-v3"), tag="v3.0.0")
     wait_until(lambda: _has(sandbox, config, EU, v3), 60, "v3 claimed in wave 1")
@@ -129,13 +131,17 @@ def test_a_newer_push_cancels_a_waiting_promotion(sandbox, gated):
     assert _waiting(sandbox, path) is None or _waiting(sandbox, path)["image"] != v2
     refused = _cli(sandbox, path, "promote")
     assert refused.returncode == 1 and "waits at a gate" in refused.stderr
-    # A promote published by hand (as a script would) is looked at and ignored too.
+    # A promote of v2 published late (as a script would) is looked at and lets nothing through.
     mark = len(_events(sandbox, path, "on-control", "nothing_to_promote"))
-    sandbox.publish(config, config.topics.control, {"version": 1, "action": "promote", "app": "gated"})
+    late = {"version": 1, "action": "promote", "app": "gated", "target": waiting_v2["release_id"], "wave": 2}
+    sandbox.publish(config, config.topics.control, late)
     wait_until(lambda: len(_events(sandbox, path, "on-control", "nothing_to_promote")) > mark, 30, "promote ignored")
 
     wait_until(lambda: (_waiting(sandbox, path) or {}).get("image") == v3, 150, "v3 waiting at the wave-2 gate")
-    assert not _has(sandbox, config, ASIA, v2)
+    # The late promote of v2 must not open the gate v3 now waits at either.
+    sandbox.publish(config, config.topics.control, late)
+    wait_until(lambda: len(_events(sandbox, path, "on-control", "nothing_to_promote")) > mark + 1, 30, "ignored")
+    assert not _has(sandbox, config, ASIA, v2) and not _has(sandbox, config, ASIA, v3)
     assert _cli(sandbox, path, "promote").returncode == 0
     wait_until(lambda: _succeeded(sandbox, config, ASIA, v3), 120, "v3 in wave 3")
     assert not _has(sandbox, config, ASIA, v2)
