@@ -59,6 +59,14 @@ def _waiting(sandbox, path) -> dict[str, Any] | None:
     return json.loads(done.stdout)["waiting_at_gate"]
 
 
+def _waiting_for_approval(sandbox, path, image: str) -> dict[str, Any] | None:
+    """What waits at the wave-2 gate for `promote`, if it is `image` (soaked, through wave 1)."""
+    waiting = _waiting(sandbox, path)
+    if waiting and waiting["image"] == image and waiting["wave"] == 2 and waiting["holds"] == ["approval"]:
+        return waiting
+    return None
+
+
 def test_a_release_soaks_waits_for_the_edge_then_for_promote(sandbox, gated):
     path, config = gated
     image = _image(config, digest_for("gated-v1"))
@@ -121,9 +129,7 @@ def test_a_newer_push_cancels_a_waiting_promotion(sandbox, gated):
     path, config = gated
     v2, v3 = _image(config, digest_for("gated-v2")), _image(config, digest_for("gated-v3"))
     sandbox.push_image(config, digest_for("gated-v2"), tag="v2.0.0")
-    waiting_v2 = wait_until(
-        lambda: w if (w := _waiting(sandbox, path)) and w["image"] == v2 else None, 150, "v2 at the wave-2 gate"
-    )
+    waiting_v2 = wait_until(lambda: _waiting_for_approval(sandbox, path, v2), 150, "v2 at the wave-2 gate")
 
     sandbox.push_image(config, digest_for("gated-v3"), tag="v3.0.0")
     wait_until(lambda: _has(sandbox, config, EU, v3), 60, "v3 claimed in wave 1")
@@ -137,7 +143,7 @@ def test_a_newer_push_cancels_a_waiting_promotion(sandbox, gated):
     sandbox.publish(config, config.topics.control, late)
     wait_until(lambda: len(_events(sandbox, path, "on-control", "nothing_to_promote")) > mark, 30, "promote ignored")
 
-    wait_until(lambda: (_waiting(sandbox, path) or {}).get("image") == v3, 150, "v3 waiting at the wave-2 gate")
+    wait_until(lambda: _waiting_for_approval(sandbox, path, v3), 150, "v3 waiting at the wave-2 gate")
     # The late promote of v2 must not open the gate v3 now waits at either.
     sandbox.publish(config, config.topics.control, late)
     wait_until(lambda: len(_events(sandbox, path, "on-control", "nothing_to_promote")) > mark + 1, 30, "ignored")
