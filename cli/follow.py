@@ -41,12 +41,14 @@ class Outcome(StrEnum):
     ROLLED_BACK = "rolled_back"
     REJECTED = "rejected"
     NOT_STARTED = "not_started"  # an earlier wave did not succeed
+    AT_GATE = "at_gate"  # an earlier wave succeeded; its gate waits for `geodeploy promote`
     TIMED_OUT = "timed_out"
 
     @property
     def ok(self) -> bool:
-        """Whether it counts as success for the exit code."""
-        return self in (Outcome.SUCCEEDED, Outcome.UNCHANGED, Outcome.SUPERSEDED)
+        """Whether it counts as success for the exit code (a gate waiting for an operator
+        is the release going as configured)."""
+        return self in (Outcome.SUCCEEDED, Outcome.UNCHANGED, Outcome.SUPERSEDED, Outcome.AT_GATE)
 
 
 # The deploy results that end a region's request (`rolling_back`, `progressing` do not).
@@ -260,11 +262,18 @@ class Follower:
         return None
 
     def _advance(self) -> None:
+        from shared.config import Approval
+
         stage = self.stages[self.current_stage]
         if any(t.outcome is None for t in stage) or self.current_stage + 1 >= len(self.stages):
             return
         outcomes = {t.outcome for t in stage}
         wave = stage[0].request.wave
+        if outcomes <= WAVE_ADVANCES and self.ctx.config.gate_after(wave).approval is Approval.MANUAL:
+            # Nothing moves until an operator promotes: stop following here.
+            say(f"{clock()}  wave {wave} succeeded; the next wave waits at its gate for `geodeploy promote`")
+            self._end_later_stages(Outcome.AT_GATE, f"wave {wave}'s gate waits for `geodeploy promote`")
+            return
         if outcomes <= WAVE_ADVANCES:
             following = self.stages[self.current_stage + 1]
             names = ", ".join(t.region for t in following)
@@ -273,15 +282,19 @@ class Follower:
             return
         # No wave advance will come: a wave that did not succeed halts the release.
         why = f"wave {wave} did not succeed"
-        later = [t for s in self.stages[self.current_stage + 1 :] for t in s]
         say(f"{clock()}  later waves are not started: {why}")
+        self._end_later_stages(Outcome.NOT_STARTED, why)
+
+    def _end_later_stages(self, outcome: Outcome, why: str) -> None:
+        """No wave advance will come (for now): each later region's outcome as it stands."""
+        later = [t for s in self.stages[self.current_stage + 1 :] for t in s]
         for t, s in zip(later, self._read(later), strict=True):
             release = self._already_released(t, s)
             current = s.record.current
             if release is not None and current is not None and current.status == "succeeded":
                 t.outcome, t.detail = Outcome.UNCHANGED, f"already released as {release}"
             else:
-                t.outcome, t.detail = Outcome.NOT_STARTED, why
+                t.outcome, t.detail = outcome, why
             self._line(t.region, f"{t.outcome}: {t.detail}")
         self.current_stage = len(self.stages) - 1
 

@@ -181,6 +181,13 @@ COMMANDS = [
         _rollback_args,
     ),
     Command(
+        "promote",
+        "promote",
+        "Let the release waiting at a gate (config gates) into the next wave: publish a promote control message.",
+        "geodeploy promote\n  geodeploy --app shop promote",
+        lambda p: None,
+    ),
+    Command(
         "drift",
         "drift",
         "Check the clusters and Cloudflare against the releases (publish a request, or --run here).",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from shared.settings import load_instance_config, load_settings
 
 if TYPE_CHECKING:
+    from shared.adapters.cloudflare_lb import CloudflareLB
     from shared.adapters.gke import ClusterConnector
     from shared.adapters.kube import KubeClient
     from shared.adapters.pubsub import Publisher
@@ -61,3 +62,31 @@ def secrets() -> SecretReader:
 
     _identified()
     return SecretReader(load_instance_config().project, endpoint=load_settings().secret_manager_endpoint)
+
+
+@lru_cache(maxsize=1)
+def cloudflare_client() -> CloudflareLB:
+    from shared.adapters.cloudflare_lb import CloudflareLB
+
+    cf = load_instance_config().cloudflare
+    reader = secrets()
+    return CloudflareLB(
+        lambda: reader.read(cf.api_token_secret),
+        account_id=cf.account_id,
+        zone_id=cf.zone_id,
+        base_url=load_settings().cloudflare_base_url,
+        on_auth_failure=lambda: reader.forget(cf.api_token_secret),
+    )
+
+
+def edge_verdict(region: Region) -> bool:
+    """Whether Cloudflare's monitor calls the region's pool healthy (a promotion gate's
+    `require_edge_healthy`); raises TransientError when Cloudflare cannot be read."""
+    from shared.edge_health import EdgeHealth
+
+    client = cloudflare_client()
+    named = [p for p in client.list_pools() if p.get("name") == region.cloudflare.pool]
+    if not named:
+        return False  # no pool yet: nothing can call it healthy
+    oldest = min(named, key=lambda p: str(p.get("created_on", "")))  # the one reconcile_traffic keeps
+    return client.edge_health(str(oldest["id"])) is EdgeHealth.HEALTHY

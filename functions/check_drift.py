@@ -15,7 +15,6 @@ import functions_framework
 
 from functions import _wiring
 from functions._entry import EventInfo, run_handler
-from functions.reconcile_traffic import cloudflare_client
 from shared.logs import BoundLogger
 
 if TYPE_CHECKING:
@@ -49,7 +48,7 @@ def _handle(data: dict[str, Any], event: EventInfo, log: BoundLogger) -> None:
     report = check(
         config,
         connect=_wiring.connect,
-        cloudflare=cloudflare_client(),
+        cloudflare=_wiring.cloudflare_client(),
         heal=heal,
         now=datetime.now(UTC),
         log=log,

@@ -1,4 +1,4 @@
-"""Control topic: a hand-published (or CLI-published) rollback or deploy."""
+"""Control topic: a hand-published (or CLI-published) rollback, deploy or promote."""
 
 from __future__ import annotations
 
@@ -22,6 +22,21 @@ def _handle(data: dict[str, Any], event: EventInfo, log: BoundLogger) -> None:
     from shared.settings import load_instance_config
 
     message = parse_message(ControlMessage, data)
+    if message.action == "promote":
+        from shared.flows.promotion import OperatorApproval, promote_waiting
+
+        assert message.wave is not None  # the contract requires it of a promote
+        config = load_instance_config()
+        promote_waiting(
+            config.known_app(message.app),
+            config=config,
+            connect=_wiring.connect,
+            edge=_wiring.edge_verdict,
+            publisher=_wiring.publisher(),
+            log=log,
+            approval=OperatorApproval(message.target, message.wave, message.requested_by or f"message {event.id}"),
+        )
+        return
     handle_control(
         message,
         event_id=event.id,

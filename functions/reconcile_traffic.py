@@ -16,18 +16,13 @@ in the instance and recorded in a ConfigMap in the fallback region, so a new ins
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import functions_framework
 
 from functions import _wiring
 from functions._entry import EventInfo, run_handler
 from shared.logs import BoundLogger
-
-if TYPE_CHECKING:
-    from shared.adapters.cloudflare_lb import CloudflareLB
-
 
 _last_full_reconcile_started: datetime | None = None
 _fallback_answered = True  # as this instance's last reconcile found the mark's region
@@ -36,22 +31,6 @@ _fallback_answered = True  # as this instance's last reconcile found the mark's 
 @functions_framework.cloud_event
 def reconcile_traffic(cloud_event: Any) -> None:
     run_handler("reconcile_traffic", cloud_event, _handle)
-
-
-@lru_cache(maxsize=1)
-def cloudflare_client() -> CloudflareLB:
-    from shared.adapters.cloudflare_lb import CloudflareLB
-    from shared.settings import load_instance_config, load_settings
-
-    cf = load_instance_config().cloudflare
-    secrets = _wiring.secrets()
-    return CloudflareLB(
-        lambda: secrets.read(cf.api_token_secret),
-        account_id=cf.account_id,
-        zone_id=cf.zone_id,
-        base_url=load_settings().cloudflare_base_url,
-        on_auth_failure=lambda: secrets.forget(cf.api_token_secret),
-    )
 
 
 def _handle(data: dict[str, Any], event: EventInfo, log: BoundLogger) -> None:
@@ -88,7 +67,9 @@ def _handle(data: dict[str, Any], event: EventInfo, log: BoundLogger) -> None:
             log.info("traffic_reconcile_coalesced", covered_by_reconcile_started=covered_by.isoformat())
             return
     started = datetime.now(UTC)
-    report = reconcile(config, connect=_wiring.connect, cloudflare=cloudflare_client(), log=log, pools_only=pools_only)
+    report = reconcile(
+        config, connect=_wiring.connect, cloudflare=_wiring.cloudflare_client(), log=log, pools_only=pools_only
+    )
     _fallback_answered = report.health[config.fallback_region.name].state != "unreachable"
     if not pools_only:
         _last_full_reconcile_started = started

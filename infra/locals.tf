@@ -107,8 +107,9 @@ locals {
       identity        = "control"
     }
     "${local.name}-on-deploy-result" = {
-      entry_point     = "on_deploy_result"
-      topics          = [local.topics.results]
+      entry_point = "on_deploy_result"
+      # a release Cloudflare's verdict holds is looked at again on each drift-check tick
+      topics          = local.edge_gates ? [local.topics.results, local.topics.drift] : [local.topics.results]
       location        = local.functions_region
       region          = null
       serialized      = false
@@ -219,6 +220,10 @@ locals {
   first_wave_topics = [for r in local.regions : local.deploy_topics[r.name] if r.wave == local.first_wave]
   later_wave_topics = [for r in local.regions : local.deploy_topics[r.name] if r.wave != local.first_wave]
 
+  # Promotion gates (config `gates`): whether one waits for Cloudflare's verdict
+  # (shared/topology.py decides the same).
+  edge_gates = length([for g in try(local.config.gates, []) : g if try(g.require_edge_healthy, false)]) > 0
+
   access = merge(
     {
       # a push starts the first wave
@@ -226,7 +231,8 @@ locals {
       # rollbacks go to every region (manual deploys to the first wave); `previous` reads the records
       control = { publishes = values(local.deploy_topics), clusters = true, secrets = [] }
       # the later waves, once every region of a wave has succeeded (read from their records)
-      waves   = { publishes = local.later_wave_topics, clusters = true, secrets = [] }
+      # (and, when a gate requires it, Cloudflare's verdict on the wave's pools)
+      waves   = { publishes = local.later_wave_topics, clusters = true, secrets = local.edge_gates ? [local.cloudflare_api_token_secret] : [] }
       traffic = { publishes = [], clusters = true, secrets = [local.cloudflare_api_token_secret] }
       # its report, and a heal request for reconcile-traffic (the one writer of Cloudflare)
       drift = { publishes = [local.topics.drift_reports, local.topics.drift], clusters = true, secrets = [local.cloudflare_api_token_secret] }

@@ -2,7 +2,9 @@
 Running and Ready, deleted pods go away, and pods of the designated broken image start
 but never become Ready, so a rollout of it stalls into ProgressDeadlineExceeded. A second
 designated image breaks only a worker's pods (labelled `app.kubernetes.io/component:
-worker`), as an image whose queue consumer crashes while its web server runs.
+worker`), as an image whose queue consumer crashes while its web server runs. A third
+turns unready about ten seconds after it became Ready: it passes its rollout and fails
+while the release soaks.
 
 kwokctl uses its built-in stages only when a config supplies none, so supplying the
 broken-image stage means supplying the whole set; these are written for geodeploy's
@@ -14,12 +16,23 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-__all__ = ["BROKEN_DIGEST_PREFIX", "WORKER_BROKEN_DIGEST_PREFIX", "broken_digest", "stages"]
+__all__ = [
+    "BROKEN_DIGEST_PREFIX",
+    "FAILS_LATER_DIGEST_PREFIX",
+    "WORKER_BROKEN_DIGEST_PREFIX",
+    "broken_digest",
+    "failing_later_digest",
+    "stages",
+]
 
 # Any image whose digest starts with this never becomes Ready in the sandbox.
 BROKEN_DIGEST_PREFIX = "sha256:0badc0de"
 # An image whose digest starts with this never becomes Ready in a worker's pods only.
 WORKER_BROKEN_DIGEST_PREFIX = "sha256:0bad0bad"
+# An image whose pods become Ready, then stop being Ready about ten seconds later: one
+# that passes its rollout and fails while it soaks (a leak, a crash under load).
+FAILS_LATER_DIGEST_PREFIX = "sha256:0badfa11"
+FAILS_LATER_AFTER_MS = 10_000
 WORKER_ROLE = "worker"  # the value of app.kubernetes.io/component that marks a worker's pods
 
 
@@ -29,6 +42,16 @@ def broken_digest(label: str = "broken", *, worker_only: bool = False) -> str:
     prefix = (WORKER_BROKEN_DIGEST_PREFIX if worker_only else BROKEN_DIGEST_PREFIX).removeprefix("sha256:")
     return "sha256:" + (prefix + hashlib.sha256(label.encode()).hexdigest())[:64]
 
+
+def failing_later_digest(label: str = "fails-later") -> str:
+    """A valid digest, distinct per label, whose pods turn unready after FAILS_LATER_AFTER_MS."""
+    prefix = FAILS_LATER_DIGEST_PREFIX.removeprefix("sha256:")
+    return "sha256:" + (prefix + hashlib.sha256(label.encode()).hexdigest())[:64]
+
+
+_FAILS_LATER = (
+    f'[.spec.containers.[].image | split("@") | .[1] // "" | startswith("{FAILS_LATER_DIGEST_PREFIX}")] | any'
+)
 
 _IS_BROKEN = (
     '(.metadata.labels["app.kubernetes.io/component"] // "") as $role'
@@ -122,17 +145,17 @@ def _pending() -> dict[str, Any]:
 
 
 def stages() -> list[dict[str, Any]]:
-    node_not_ready = {
+    not_ready = {
         "key": '.status.conditions.[] | select(.type == "Ready") | .status',
         "operator": "NotIn",
         "values": ["True"],
     }
-    node_ready = {**node_not_ready, "operator": "In"}
+    ready = {**not_ready, "operator": "In"}
     return [
-        _stage("node-initialize", "Node", [node_not_ready], {"statusTemplate": _NODE_STATUS}),
+        _stage("node-initialize", "Node", [not_ready], {"statusTemplate": _NODE_STATUS}),
         # Keeps node conditions fresh (kwok renews the node leases itself); frequent enough
         # that a node the node controller marked unreachable is Ready again within seconds.
-        _stage("node-heartbeat", "Node", [node_ready], {"statusTemplate": _NODE_STATUS}, delay_ms=20_000),
+        _stage("node-heartbeat", "Node", [ready], {"statusTemplate": _NODE_STATUS}, delay_ms=20_000),
         _stage(
             "pod-ready",
             "Pod",
@@ -144,6 +167,17 @@ def stages() -> list[dict[str, Any]]:
             "Pod",
             [_not_deleted(), _pending(), {"key": _IS_BROKEN, "operator": "In", "values": ["true"]}],
             {"statusTemplate": _pod_status(ready=False)},
+        ),
+        _stage(
+            "pod-fails-later",
+            "Pod",
+            [
+                _not_deleted(),
+                ready,
+                {"key": _FAILS_LATER, "operator": "In", "values": ["true"]},
+            ],
+            {"statusTemplate": _pod_status(ready=False)},
+            delay_ms=FAILS_LATER_AFTER_MS,
         ),
         _stage(
             "pod-delete",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -410,6 +411,23 @@ class Topics(_Model):
 UNKNOWN_APP = "unknown_app"
 
 
+class Approval(StrEnum):
+    AUTOMATIC = "automatic"  # promote as soon as the other gates hold
+    MANUAL = "manual"  # wait for a `promote` control message (`geodeploy promote`)
+
+
+class WaveGate(_Model):
+    """What must hold before the wave after `wave` starts (see docs/configuration.md)."""
+
+    wave: int = Field(ge=1)
+    # Each region of the wave must stay healthy this long after its rollout completed
+    # (deploy_region keeps watching; a failure meanwhile rolls the region back).
+    soak_seconds: int = Field(default=0, ge=0)
+    # Cloudflare's own monitor must call each of the wave's pools healthy.
+    require_edge_healthy: bool = False
+    approval: Approval = Approval.AUTOMATIC
+
+
 class Config(_Model):
     version: Literal[1]
     project: Annotated[str, Field(pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")]
@@ -432,6 +450,8 @@ class Config(_Model):
     cloudflare: Cloudflare
     apps: list[App] = Field(min_length=1)
     regions: list[Region] = Field(min_length=1)
+    # Promotion gates between waves, one entry per gated wave.
+    gates: list[WaveGate] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _read_rendered(self, info: ValidationInfo) -> Config:
@@ -468,7 +488,32 @@ class Config(_Model):
         if fallback is not None and fallback not in {r.name for r in self.regions}:
             raise ValueError(f"cloudflare.fallback_region: no region named {fallback!r}")
         self._check_progress_deadlines()
+        self._check_gates()
         return self
+
+    def _check_gates(self) -> None:
+        _require_unique("gates[].wave", [str(g.wave) for g in self.gates])
+        for i, gate in enumerate(self.gates):
+            if gate.wave not in self.waves:
+                raise ValueError(f"gates[{i}].wave: no region is in wave {gate.wave}")
+            if self.next_wave(gate.wave) is None:
+                raise ValueError(f"gates[{i}].wave: wave {gate.wave} is the last wave: there is nothing to promote to")
+            rollout = self.rollout
+            watched = rollout.progress_deadline_seconds + gate.soak_seconds
+            if deliveries_to_decide(watched, rollout.call_budget_seconds) > PUSH_DELIVERY_ATTEMPTS:
+                limit = (PUSH_DELIVERY_ATTEMPTS - 1) * rollout.call_budget_seconds - rollout.progress_deadline_seconds
+                raise ValueError(
+                    f"gates[{i}].soak_seconds: must be less than {limit} s: a rollout and its soak must be decided "
+                    f"within the {PUSH_DELIVERY_ATTEMPTS} deliveries of a deploy request "
+                    f"(({PUSH_DELIVERY_ATTEMPTS - 1} × call_budget_seconds) − progress_deadline_seconds)"
+                )
+            needed = event_age_to_decide(watched, rollout.call_budget_seconds)
+            if rollout.max_event_age_seconds < needed:
+                raise ValueError(
+                    f"gates[{i}].soak_seconds: a rollout and its soak may need deliveries until the request is "
+                    f"{needed} s old; raise rollout.max_event_age_seconds ({rollout.max_event_age_seconds}) to "
+                    "at least that, or it is dropped mid-soak"
+                )
 
     @property
     def drift_check_overdue_minutes(self) -> int:
@@ -534,6 +579,10 @@ class Config(_Model):
 
     def next_wave(self, wave: int) -> int | None:
         return next((w for w in self.waves if w > wave), None)
+
+    def gate_after(self, wave: int) -> WaveGate:
+        """The gate between `wave` and the next one (an open one when none is configured)."""
+        return next((g for g in self.gates if g.wave == wave), WaveGate(wave=wave))
 
     @property
     def fallback_region(self) -> Region:

@@ -237,17 +237,32 @@ class ControlMessage(_Message):
 
     rollback: `{"version": 1, "action": "rollback", "app": "shop", "target": "previous"}`
     deploy:   `{"version": 1, "action": "deploy", "app": "shop", "target": "<repo>@sha256:..."}`
+    promote:  `{"version": 1, "action": "promote", "app": "shop", "target": "<release id>", "wave": 1}`
     """
 
     version: Literal[1]
-    action: Literal["rollback", "deploy"]
+    action: Literal["rollback", "deploy", "promote"]
     app: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     regions: list[Annotated[str, Field(max_length=MAX_NAME_LENGTH)]] | None = Field(
         default=None, min_length=1, max_length=MAX_REGIONS_NAMED
     )
-    # "previous", a bare "sha256:<hex>" (in the app's repository), or repository@sha256:<hex>
+    # "previous", a bare "sha256:<hex>" (in the app's repository), or repository@sha256:<hex>;
+    # for a promote, the release id waiting at the gate it approves.
     target: str = Field(min_length=1, max_length=MAX_IMAGE_REFERENCE_LENGTH)
+    # A promote only: the wave whose gate it opens (with `target`, so a late or repeated
+    # promote never opens another gate, nor lets a newer release through).
+    wave: int | None = Field(default=None, ge=1)
     requested_by: str | None = Field(default=None, max_length=MAX_REQUESTED_BY_LENGTH)
+
+    @model_validator(mode="after")
+    def _fields_fit_the_action(self) -> ControlMessage:
+        if self.action == "promote" and self.wave is None:
+            raise ValueError("wave: a promote names the wave whose gate it opens")
+        if self.action == "promote" and self.regions:
+            raise ValueError("regions: a promote names none: it opens a gate for the next wave's regions")
+        if self.action != "promote" and self.wave is not None:
+            raise ValueError(f"wave: only a promote names one, not a {self.action}")
+        return self
 
 
 # --- drift topic -----------------------------------------------------------------------

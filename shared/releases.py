@@ -86,10 +86,15 @@ class Release(BaseModel):
     # a Deployment short of its PDB) counts from here, so a delivery that claimed and then
     # waited (a missing grant, a crash) does not eat the rollout's time.
     rolled_out_from: datetime | None = None
+    # When its rollout completed, if its wave soaks (config gates[].soak_seconds): the
+    # release succeeds only once it has stayed healthy that long from here.
+    soaked_from: datetime | None = None
     finished_at: datetime | None = None
     reason: str = ""
     # For rollbacks: the release this one replaced (automatic rollbacks name the failed one).
     rollback_of: str | None = None
+    # False for a deploy to named regions: no later wave follows it (nor waits for it at a gate).
+    follow_waves: bool = True
     # The newest request that asked for this same image and manifest (a duplicate, e.g.
     # another tag of the digest, or the same digest pushed again): the release stands for
     # it too, so a request issued before it is older than this release.

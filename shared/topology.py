@@ -189,10 +189,17 @@ def functions_of(config: Config) -> list[FunctionSpec]:
         FunctionSpec(
             f"{n}-on-deploy-result",
             "on_deploy_result",
-            (topics.results,),
+            # A release Cloudflare's verdict holds is looked at again on each drift-check tick.
+            (topics.results, topics.drift) if any(g.require_edge_healthy for g in config.gates) else (topics.results,),
             central,
             identity="waves",
-            access=Access(publishes=later_wave_topics, clusters=every_region, kube=KUBE_RECORDS),
+            access=Access(
+                publishes=later_wave_topics,
+                clusters=every_region,
+                # require_edge_healthy: Cloudflare's verdict on the wave's pools
+                secrets=token if any(g.require_edge_healthy for g in config.gates) else (),
+                kube=KUBE_RECORDS,
+            ),
         ),
         FunctionSpec(
             f"{n}-reconcile-traffic",

@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 SHOP_CONFIG = REPO / "config" / "sandbox.yaml"
 WAVES_CONFIG = REPO / "config" / "sandbox-waves.yaml"
 BROUGHT_CONFIG = REPO / "config" / "sandbox-brought.yaml"
+GATES_CONFIG = REPO / "config" / "sandbox-gates.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +27,7 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[object]:
     # clusters' files must outlive the whole session. Kept (with every log) if a test failed.
     state_dir = Path(tempfile.mkdtemp(prefix="geodeploy-sandbox-"))
     stack = Sandbox(
-        [SHOP_CONFIG, WAVES_CONFIG, BROUGHT_CONFIG],
+        [SHOP_CONFIG, WAVES_CONFIG, BROUGHT_CONFIG, GATES_CONFIG],
         state_dir,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
@@ -70,3 +71,10 @@ def brought(sandbox: object) -> tuple[Path, object]:
     article's k8s.yaml as a template), `kit` (a directory: web and worker Deployments)
     and `ledger` (a directory: a StatefulSet)."""
     return sandbox.config("sandbox-brought")  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def gated(sandbox: object) -> tuple[Path, object]:
+    """The 3-wave config with a gate after each wave but the last: wave 1 soaks 20 s and
+    waits for Cloudflare to call its pool healthy, wave 2 waits for `promote`."""
+    return sandbox.config("sandbox-gates")  # type: ignore[attr-defined]

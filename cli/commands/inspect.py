@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from cli.commands.promote import promotion_json, promotion_text, waiting
 from cli.context import Context, build_context
 from cli.exit_codes import ExitCode
 from cli.output import Output
@@ -12,6 +13,7 @@ from cli.snapshot import RegionSnapshot, read_regions
 from cli.views import NONE, image_fields, say, short_image, table, trigger_text, when
 
 if TYPE_CHECKING:
+    from shared.gates import Promotion
     from shared.releases import Release
 
 __all__ = ["run"]
@@ -32,7 +34,10 @@ def status(ctx: Context, args: argparse.Namespace, out: Output) -> int:
     regions = ctx.regions(args.regions)
     snapshots = read_regions(ctx, regions)
     cloudflare = _cloudflare_view(ctx, snapshots) if ctx.steered else None
-    out.result(_status_json(ctx, snapshots, cloudflare))
+    promotion = _waiting(ctx, args, snapshots)
+    document = _status_json(ctx, snapshots, cloudflare)
+    document["waiting_at_gate"] = promotion_json(promotion)
+    out.result(document)
     if out.json:
         return ExitCode.OK
     say(f"{ctx.app.name}  (namespace {ctx.app.namespace}, project {ctx.config.project}, config {ctx.config_path.name})")
@@ -43,6 +48,13 @@ def status(ctx: Context, args: argparse.Namespace, out: Output) -> int:
     for s in snapshots:
         if not s.reachable:
             say(f"  {s.region.name}: {s.error}")
+    if promotion is not None:
+        from shared.gates import Hold
+
+        say()
+        say(f"Waiting at a gate: {promotion_text(promotion)}")
+        if Hold.APPROVAL in promotion.holds:
+            say("  run `geodeploy promote` to let it into the next wave")
     say()
     if cloudflare is None:
         say(f"Cloudflare: the load balancer steers {ctx.config.cloudflare.app}, not {ctx.app.name}")
@@ -66,6 +78,12 @@ def status(ctx: Context, args: argparse.Namespace, out: Output) -> int:
             )
         )
     return ExitCode.OK
+
+
+def _waiting(ctx: Context, args: argparse.Namespace, snapshots: list[RegionSnapshot]) -> Promotion | None:
+    """What waits at a gate: decided on every region, so only when all were read; for
+    the app Cloudflare steers, Cloudflare's verdict too."""
+    return None if args.regions else waiting(ctx, snapshots, ask_cloudflare=ctx.steered)
 
 
 def _region_row(ctx: Context, s: RegionSnapshot) -> list[Any]:

@@ -55,6 +55,8 @@ INITIAL_SCALE_MANAGER_SUFFIX = "-initial-scale"
 KEPT_KIND = "PersistentVolumeClaim"  # never pruned: its data would go with it
 # Reasons this flow reports (the rollout's own reasons come from shared.rollout).
 NEWER_RELEASE_APPLIED = "newer_release_applied"
+SOAKING = "Soaking"  # a completed rollout watched for its wave's soak (gates[].soak_seconds)
+UNHEALTHY_DURING_SOAK = "unhealthy_during_soak"  # a workload stopped being complete while soaking
 NO_EARLIER_GOOD_RELEASE = "no_earlier_good_release"
 WRONG_REGION = "wrong_region"
 ISSUED_IN_THE_FUTURE = "issued_in_the_future"
@@ -194,6 +196,7 @@ class _Run:
             status="applying",
             applied_at=self.deployer.now(),
             rollback_of=rollback_of,
+            follow_waves=self.request.follow_waves and kind != "rollback" and rollback_of is None,
         )
 
     def _roll_out(self, release: Release, record: ReleaseRecord, version: str | None) -> DeployResult | None:
@@ -249,9 +252,15 @@ class _Run:
     def _watch_and_finish(
         self, release: Release, record: ReleaseRecord, version: str | None, applied: Applied | None = None
     ) -> DeployResult | None:
-        state = self._watch(release, applied)
-        if state.phase is RolloutPhase.COMPLETE and release.rollback_of:
-            state = self._bake(release)
+        if release.soaked_from is not None:
+            # Rolled out before a crash or the call budget ended it: the soak's rules go on.
+            release, record, version, state = self._soak(release, record, version)
+        else:
+            state = self._watch(release, applied)
+            if state.phase is RolloutPhase.COMPLETE and release.rollback_of:
+                state = self._bake(release)
+            elif state.phase is RolloutPhase.COMPLETE and self._soak_seconds(release):
+                release, record, version, state = self._soak(release, record, version)
         if state.phase is RolloutPhase.PROGRESSING:
             self.log.info("rollout_still_progressing", detail=state.message)
             self._report("progressing", state.reason, message=state.message, image=release.image)
@@ -389,12 +398,7 @@ class _Run:
             if replaced is None:
                 return self._rollout(rendered, release, seen)
             # Something else is in a workload now. Only a newer release may take over.
-            stamp = stamp_order(replaced)
-            current = self.store.read()[0].current
-            newer_claim = (
-                current is not None and current.release_id != release.release_id and current.claim_order > release.order
-            )
-            if (stamp is not None and stamp > release.order) or newer_claim:
+            if self._newer_took_over(replaced, release):
                 raise Superseded(f"{_kind_and_name(replaced)} now runs {_image_of(replaced)}")
             self.log.warning(
                 "release_reapplied", detail=f"{_kind_and_name(replaced)} ran {_image_of(replaced)}, an older release"
@@ -441,26 +445,76 @@ class _Run:
     def _bake(self, rollback: Release) -> RolloutState:
         """Keeps watching a finished automatic rollback: the region counts as recovered
         only if every workload stays complete for rollout.rollback_bake_seconds."""
-        rendered = self.deployer._render(self.app, rollback.image)
         bake = self.deployer.config.rollout.rollback_bake_seconds
         self.log.info("rollback_baking", image=rollback.image, seconds=bake)
-        deadline = min(self.deadline, self.deployer.monotonic() + bake)
+        return self._watch_until(rollback, min(self.deadline, self.deployer.monotonic() + bake), _no_longer_complete)[0]
+
+    def _soak_seconds(self, release: Release) -> int:
+        """How long a completed deploy must stay healthy before it counts as succeeded:
+        its wave's soak (a deploy to named regions, or a rollback, does not soak)."""
+        if release.kind != "deploy" or release.rollback_of or not self.request.follow_waves:
+            return 0
+        return self.deployer.config.gate_after(self.deployer.region.wave).soak_seconds
+
+    def _soak(
+        self, release: Release, record: ReleaseRecord, version: str | None
+    ) -> tuple[Release, ReleaseRecord, str | None, RolloutState]:
+        """Keeps watching a completed rollout for its wave's soak. The soak's start is
+        recorded once, so a redelivery (after the call budget ran out, or a crash)
+        carries on from it; a workload that stops being complete meanwhile fails it."""
+        first = release.soaked_from is None
+        if first:
+            release = release.model_copy(update={"soaked_from": self.deployer.now()})
+            record, version = self._record(release, record, version)
+        assert release.soaked_from is not None
+        until = release.soaked_from + timedelta(seconds=self._soak_seconds(release))
+        left = (until - self.deployer.now()).total_seconds()
+        self.log.info("rollout_soaking", image=release.image, until=until.isoformat())
+        if first:  # say so: whoever follows the release sees why it is not done yet
+            message = f"rolled out; soaking until {until.isoformat(timespec='seconds')}"
+            self._report("progressing", SOAKING, message=message, image=release.image)
+        until_soaked = min(self.deadline, self.deployer.monotonic() + max(0.0, left))
+        state, seen = self._watch_until(release, until_soaked, lambda evaluate: _stops_serving(evaluate, release))
+        replaced = next((w for w in seen if w is not None and not _runs(w, release)), None)
+        if replaced is not None and self._newer_took_over(replaced, release):
+            raise Superseded(f"{_kind_and_name(replaced)} now runs {_image_of(replaced)}")
+        if state.phase is RolloutPhase.FAILED or not state.serving:
+            # The region must stay healthy: serving at least its minimum available pods
+            # (a scale-up or one pod restarting is not a failure; falling below it is).
+            return release, record, version, RolloutState(RolloutPhase.FAILED, UNHEALTHY_DURING_SOAK, state.message)
+        if self.deployer.now() < until:
+            state = RolloutState(
+                RolloutPhase.PROGRESSING, SOAKING, f"rolled out; soaking until {until.isoformat(timespec='seconds')}"
+            )
+        return release, record, version, state
+
+    def _newer_took_over(self, replaced: dict[str, Any], release: Release) -> bool:
+        """Whether a workload no longer running `release` holds a newer release's apply,
+        or a newer release has been claimed since (its apply is on the way)."""
+        stamp = stamp_order(replaced)
+        current = self.store.read()[0].current
+        newer_claim = (
+            current is not None and current.release_id != release.release_id and current.claim_order > release.order
+        )
+        return (stamp is not None and stamp > release.order) or newer_claim
+
+    def _watch_until(
+        self, release: Release, deadline: float, stop: Callable[[_Evaluate], Callable[[dict[str, Any] | None], bool]]
+    ) -> tuple[RolloutState, list[dict[str, Any] | None]]:
+        """Watches each of the release's workloads until `deadline` or until `stop` says
+        one is done for; how the release stands then, and the workloads as last seen."""
+        rendered = self.deployer._render(self.app, release.image)
         seen: list[dict[str, Any] | None] = []
         for target in rendered.health_targets:
-            evaluate = self._evaluator(rendered, target, None)
+            stops = stop(self._evaluator(rendered, target, None))
             seen.append(
                 self.deployer.kube.watch_object(
-                    "apps/v1",
-                    target.kind,
-                    target.name,
-                    target.namespace,
-                    until=_no_longer_complete(evaluate),
-                    deadline=deadline,
+                    "apps/v1", target.kind, target.name, target.namespace, until=stops, deadline=deadline
                 )
             )
-            if evaluate(seen[-1]).phase is not RolloutPhase.COMPLETE:
+            if stops(seen[-1]):
                 break
-        return self._rollout(rendered, None, seen)
+        return self._rollout(rendered, None, seen), seen
 
     # --- results ------------------------------------------------------------------------
 
@@ -540,6 +594,16 @@ def _image_of(workload: dict[str, Any]) -> str | None:
 
 def _settled(evaluate: _Evaluate, release: Release) -> Callable[[dict[str, Any] | None], bool]:
     return lambda w: w is None or not _runs(w, release) or evaluate(w).done
+
+
+def _stops_serving(evaluate: _Evaluate, release: Release) -> Callable[[dict[str, Any] | None], bool]:
+    def stops(w: dict[str, Any] | None) -> bool:
+        if w is None or not _runs(w, release):
+            return True
+        state = evaluate(w)
+        return state.phase is RolloutPhase.FAILED or not state.serving
+
+    return stops
 
 
 def _no_longer_complete(evaluate: _Evaluate) -> Callable[[dict[str, Any] | None], bool]:

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from shared.adapters.kube import KubeClient
 from shared.adapters.pubsub import Publisher
 from shared.adapters.release_store import ReleaseStore
-from shared.config import App, Config, Region
+from shared.config import App, Approval, Config, Region
 from shared.contracts import DeployResult, ImageRef
 from shared.errors import PermanentError, TransientError
+from shared.flows.promotion import EdgeVerdict, promote_waiting
 from shared.flows.regions import each_region
 from shared.flows.requests import send_deploy_requests
 from shared.logs import BoundLogger
@@ -41,8 +42,10 @@ def advance_waves(
     connect: Callable[[Region], KubeClient],
     publisher: Publisher,
     log: BoundLogger,
+    edge: EdgeVerdict,
 ) -> list[str]:
-    """Returns the regions that were sent the next wave (empty when nothing advanced)."""
+    """Returns the regions that were sent the next wave (empty when nothing advanced, or
+    when a gate decided: see shared.flows.promotion)."""
     log = log.bind(app=result.app, release=result.release_id, wave=result.wave)
     if result.kind != "deploy" or not result.follow_waves:
         return []  # rollbacks and deploys to named regions do not start waves
@@ -65,6 +68,11 @@ def advance_waves(
         return []
     if result.image is None:
         raise PermanentError("invalid_message", "a succeeded result names no image")
+    gate = config.gate_after(result.wave)
+    if gate.require_edge_healthy or gate.approval is Approval.MANUAL:
+        # A gate that may hold the release (a soak is over once every region succeeded).
+        promote_waiting(app, config=config, connect=connect, edge=edge, publisher=publisher, log=log)
+        return []
     requests = plan_region_requests(
         config,
         app,

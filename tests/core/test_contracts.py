@@ -204,6 +204,9 @@ def test_unknown_fields_are_tolerated_in_artifact_registry_notifications():
         ({"version": 1, "action": "rollback", "app": "shop"}, "target"),
         ({"version": 1, "action": "rollback", "app": "shop", "target": "previous", "regions": []}, "regions"),
         ({"action": "rollback", "app": "shop", "target": "previous"}, "version"),
+        ({"version": 1, "action": "promote", "app": "shop", "target": "r1"}, "wave"),
+        ({"version": 1, "action": "promote", "app": "shop", "wave": 1}, "target"),
+        ({"version": 1, "action": "rollback", "app": "shop", "target": "previous", "wave": 1}, "wave"),
     ],
 )
 def test_a_hand_written_control_message_is_checked(data, field):
@@ -213,6 +216,13 @@ def test_a_hand_written_control_message_is_checked(data, field):
 def test_the_documented_rollback_message_parses():
     message = parse_message(ControlMessage, {"version": 1, "action": "rollback", "app": "shop", "target": "previous"})
     assert (message.action, message.target, message.regions) == ("rollback", "previous", None)
+
+
+def test_a_promote_names_the_release_and_the_wave_whose_gate_it_opens():
+    message = parse_message(
+        ControlMessage, {"version": 1, "action": "promote", "app": "shop", "target": "r1", "wave": 2}
+    )
+    assert (message.action, message.target, message.wave) == ("promote", "r1", 2)
 
 
 def test_the_scheduler_drift_message_is_just_a_version():

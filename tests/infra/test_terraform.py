@@ -134,7 +134,7 @@ def config_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         files[name] = directory / f"{name}.yaml"
         files[name].write_text(yaml.safe_dump(data, sort_keys=False))
         load_config(files[name])  # the variant itself must be a valid config
-    for shipped in ("sandbox", "sandbox-waves", "sandbox-brought"):
+    for shipped in ("sandbox", "sandbox-waves", "sandbox-brought", "sandbox-gates"):
         files[shipped] = REPO / "config" / f"{shipped}.yaml"
     files["seed"] = SEED
     files["storefront"] = REPO / "config" / "examples" / "storefront.yaml"
