@@ -558,21 +558,26 @@ class CloudflareStandin(StandinServer):
                 raise ApiError(400, 1003, "value not unique: validation failed")
 
     def _pool_health(self, req: Request, scope: str, obj_id: str) -> Response:
-        pool = self._render("pool", self._find("pool", scope, obj_id))
+        """The documented report: {pool_id, pop_health: {data centre: {healthy, origins:
+        [{address: {healthy, rtt, failure_reason, response_code}}]}}}, one data centre per
+        check region; the only place the API states a pool's health."""
+        pool = self._find("pool", scope, obj_id)
         if pool["monitor"] is None:
             raise ApiError(400, 1004, "Health info unavailable")
         regions = pool["check_regions"] or ["WNAM", "ENAM", "WEU"]
         codes = sorted(REGION_POPS) if "ALL_REGIONS" in regions else regions
+        health = self._health.get(pool["name"], {})
+        pool_ok = health.get("healthy", True)
         origins = []
         for o in pool["origins"]:
-            ok = o["healthy"]
+            ok = health.get("origins", {}).get(o["name"], pool_ok)
             origins.append({o["address"]: {
                 "healthy": ok,
                 "rtt": "12.1ms" if ok else "0s",
                 "failure_reason": "No failures" if ok else "HTTP timeout occurred",
                 "response_code": 200 if ok else 0,
             }})  # fmt: skip
-        pop = {"healthy": pool["healthy"], "origins": origins}
+        pop = {"healthy": pool_ok, "origins": origins}
         pops = {REGION_POPS[c]: copy.deepcopy(pop) for c in codes}
         return Response(200, _envelope({"pool_id": obj_id, "pop_health": pops}))
 

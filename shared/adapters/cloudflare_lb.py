@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from shared.edge_health import EdgeHealth, assess_edge_health
 from shared.errors import CloudflareUnavailable, PermanentError
 
 __all__ = ["CloudflareLB"]
@@ -30,6 +31,7 @@ DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 _MAX_ATTEMPTS = 5
 _TIMEOUT = (5.0, 15.0)  # (connect, read) seconds
 _MAX_WAIT_SECONDS = 10.0  # longer Retry-After: give up and let Pub/Sub redeliver later
+_REJECTED = "cloudflare_rejected"
 
 
 class CloudflareLB:
@@ -85,6 +87,24 @@ class CloudflareLB:
 
     def delete_monitor(self, monitor_id: str) -> None:
         self._write("DELETE", f"/accounts/{self._account}/load_balancers/monitors/{monitor_id}")
+
+    # --- Cloudflare's own view of a pool ---------------------------------------------------
+
+    def read_pool_health(self, pool_id: str) -> Object | None:
+        """The documented pool health report's `result` (``pool_id``, ``pop_health``);
+        None when Cloudflare has none to give (it answers 400 for a pool it does not
+        probe, e.g. one without a monitor). Needs only the account's pools Read."""
+        try:
+            result = self._attempt("GET", f"/accounts/{self._account}/load_balancers/pools/{pool_id}/health")
+        except PermanentError as e:
+            if e.reason != _REJECTED:
+                raise
+            return None
+        return result if isinstance(result, dict) else None
+
+    def edge_health(self, pool_id: str) -> EdgeHealth:
+        """Cloudflare's verdict on the pool, from its health report."""
+        return assess_edge_health(self.read_pool_health(pool_id))
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -146,7 +166,7 @@ class CloudflareLB:
                 elif answer.status == 404:
                     raise CloudflareUnavailable(f"Cloudflare object vanished: {_errors(answer)}")
                 elif not answer.ok:
-                    raise PermanentError("cloudflare_rejected", f"HTTP {answer.status}: {_errors(answer)}")
+                    raise PermanentError(_REJECTED, f"HTTP {answer.status}: {_errors(answer)}")
                 else:
                     envelope = _envelope(answer)
                     if envelope.get("success") is True:
