@@ -183,6 +183,9 @@ class Sandbox:
                 str(policies_file),
                 "--plan",
                 "non-enterprise",
+                # Every request geodeploy sends and every answer is checked against
+                # Cloudflare's published schema; tests/conftest.py fails on a violation.
+                "--check-contract",
             ],
         }
         for name, args in argv.items():

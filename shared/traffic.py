@@ -33,6 +33,7 @@ __all__ = [
     "desired_pool",
     "drained_since",
     "monitor_description",
+    "monitor_edit",
     "reconcile_mark_name",
     "reconcile_mark_started",
 ]
@@ -129,6 +130,12 @@ def desired_monitor(config: Config) -> Object:
         "header": {"Host": [config.cloudflare.hostname]},
         "description": monitor_description(config),
     }
+
+
+def monitor_edit(desired: Object, changed: Object) -> Object:
+    """The PATCH body for a monitor's changed fields: Cloudflare's schema requires
+    `expected_codes` in every monitor write, so it goes along even when unchanged."""
+    return {"expected_codes": desired["expected_codes"], **changed}
 
 
 def desired_pool(region: Region, monitor_id: str, enabled: bool) -> Object:

@@ -34,6 +34,7 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[object]:
     stack.start()
     try:
         yield SandboxDriver(stack)
+        _fail_on_contract_violations(stack.cloudflare)  # those no single test was blamed for
     finally:
         stack.stop()
         if request.session.testsfailed:
@@ -78,3 +79,26 @@ def gated(sandbox: object) -> tuple[Path, object]:
     """The 3-wave config with a gate after each wave but the last: wave 1 soaks 20 s and
     waits for Cloudflare to call its pool healthy, wave 2 waits for `promote`."""
     return sandbox.config("sandbox-gates")  # type: ignore[attr-defined]
+
+
+# --- Cloudflare's published contract ---------------------------------------------------------
+
+
+def _fail_on_contract_violations(control: object) -> None:
+    from tests.sandbox.cloudflare_contract import describe_violations
+
+    if not control.contract_checked():  # type: ignore[attr-defined]
+        pytest.fail("the sandbox's Cloudflare stand-in does not check Cloudflare's schema", pytrace=False)
+    found = control.contract_violations()  # type: ignore[attr-defined]
+    if found:
+        control.clear_contract_violations()  # type: ignore[attr-defined]
+        pytest.fail(describe_violations(found), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _cloudflare_contract(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A sandbox test fails if any Cloudflare request geodeploy sent during it, or any
+    answer of the stand-in, broke Cloudflare's published schema (each one is named)."""
+    yield
+    if "sandbox" in request.fixturenames:
+        _fail_on_contract_violations(request.getfixturevalue("sandbox").sandbox.cloudflare)

@@ -130,11 +130,23 @@ def _cloudflare_view(ctx: Context, snapshots: list[RegionSnapshot]) -> dict[str,
                 "pool": s.region.cloudflare.pool,
                 "exists": pool is not None,
                 "enabled": pool.get("enabled") if pool else None,
-                "healthy": pool.get("healthy") if pool else None,
+                "healthy": _edge_healthy(ctx, pool) if pool else None,
                 "health": {"state": health.state, "reason": health.reason, "available": health.available},
             }
         )
     return {"hostname": ctx.config.cloudflare.hostname, "error": error, "pools": rows}
+
+
+def _edge_healthy(ctx: Context, pool: dict[str, Any]) -> bool | None:
+    """Cloudflare's verdict from its pool health report; None when it gives none."""
+    from shared.edge_health import EdgeHealth
+    from shared.errors import GeodeployError
+
+    try:
+        verdict = ctx.cloudflare.edge_health(str(pool["id"]))
+    except GeodeployError:  # the row still shows; "-" says Cloudflare did not tell
+        return None
+    return None if not verdict.known else verdict is EdgeHealth.HEALTHY
 
 
 def _status_json(ctx: Context, snapshots: list[RegionSnapshot], cloudflare: dict[str, Any] | None) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Each speaks the real REST contract, so the production client libraries talk to it:
 
 - `sandbox.standins.cloudflare`: Cloudflare v4 Load Balancing (monitors, pools, pool
-  health, zone load balancers), with fault injection and request counting.
+  health, zone load balancers), with fault injection and request counting, held to
+  Cloudflare's published OpenAPI schema (`openapi_contract`, the extract in contracts/).
 - `sandbox.standins.google_apis`: GKE GetCluster, Secret Manager AccessSecretVersion
   and an OAuth2 token endpoint for google-auth refreshes.
 

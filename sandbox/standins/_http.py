@@ -303,6 +303,10 @@ class StandinServer:
         """Stand-in specific control routes; None means "no such route"."""
         return None
 
+    def observe(self, req: Request, resp: Response, injected: FaultRule | None) -> None:
+        """Sees each API request with its answer (`injected`: the fault rule that made the
+        answer, if one did); e.g. to check both against a published contract."""
+
     def state(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -329,9 +333,11 @@ class StandinServer:
             if rule.delay_seconds:
                 time.sleep(rule.delay_seconds)  # the point of the rule: slowness
             resp = self.fault_response(rule)
+        injected = rule if resp is not None else None
         if resp is None:
             resp, wrote = self.serve(req)
         self.log.record(req, resp.status, wrote=wrote, fault=rule)
+        self.observe(req, resp, injected)
         return resp
 
     def _control(self, req: Request) -> Response:

@@ -12,9 +12,15 @@ Imitated: the ``{success, errors, messages, result}`` envelope (``result_info`` 
 lists only), 32-hex ids, RFC3339 ``created_on``/``modified_on``, API defaults filled
 on create, PUT = full replacement (unsent fields revert to defaults), PATCH = merge of
 the top-level fields sent, bearer-token auth with the token's permission groups and
-resources (below), and the read-only ``healthy`` on pools and origins. Health is set
-through the control API by pool *name* (default healthy; a disabled pool reports its set
-value too) and survives PUT/PATCH and re-creation.
+resources (below). The contract is Cloudflare's published OpenAPI schema, whose
+load-balancing part is kept in contracts/ (sandbox/standins/openapi_contract.py):
+answers carry only the fields it declares, so pools and origins have no health of
+their own; every monitor write must send ``expected_codes``; pool creation does not need
+``check_regions``. With ``contract=`` (``--check-contract``) the stand-in checks each
+request and answer against it and records what violates it (a record, never a refusal).
+Health is reported only by the pool health endpoint, from what the control API set by
+pool *name* (default healthy; a disabled pool reports its set value too); it survives
+PUT/PATCH and re-creation.
 Simplified: monitors and pools belong to an account, LBs to a zone, and an LB may
 reference a pool of any account. Pool names need not be unique.
 
@@ -45,11 +51,13 @@ Errors (HTTP status, code, message):
             (checked after routing: an unknown path is 404 for any known token)
   404 1000  "Not found"  unknown id, or an id of another account/zone
   404 7003 + 7000 "No route for that URI"  unknown path or method
-  429 971   "Please wait and consider throttling your request speed"  (fault)
+  429 1015  "Please wait and consider throttling your request speed"  (fault)
   5xx 10001 "Internal server error (injected by stand-in)"  (fault; also the error of
             a ``success_false`` fault, answered with HTTP 200 and ``result: null``)
-1000, 1001, 1004 and 10001 are stand-in choices, as are the 404 status of 7003 and the
-use of 1003 for duplicate names; the other codes are seen in the wild.
+1000, 1001, 1004, 1015 and 10001 are stand-in choices (the schema's codes are >= 1000),
+as are the 404 status of 7003 and the use of 1003 for duplicate names; the other codes
+are seen in the wild. ``check_regions: null`` sent on a non-Enterprise plan is refused
+with 1002 ("Probing from every data centre is not allowed ...").
 
 Control API (JSON, no auth; `CloudflareStandinControl`): the common routes of
 `StandinServer` (requests, faults, state, reset) plus
@@ -57,6 +65,8 @@ Control API (JSON, no auth; `CloudflareStandinControl`): the common routes of
   POST /__standin/token-policies  {"token", "policies": [policy, ...]}  replaces the
        token's policies (adds the token if new; ``[]`` leaves it known but allowed nothing);
        answers {"token", "policies"} normalised. Reset restores the tokens it started with.
+  GET /__standin/contract-violations  {"checked": bool, "violations": [{method, path,
+       status, part, where, message}, ...]}; DELETE clears them (reset does not).
 """
 
 from __future__ import annotations
@@ -85,6 +95,7 @@ from sandbox.standins._http import (
     StandinServer,
     run_cli,
 )
+from sandbox.standins.openapi_contract import Contract, ViolationLog
 
 Obj = dict[str, Any]
 API_PREFIX = "/client/v4"
@@ -124,6 +135,8 @@ ORIGIN_DEFAULTS: dict[str, Any] = {"enabled": True, "weight": 1}
 MONITOR_INTS = ("port", "interval", "retries", "timeout", "consecutive_up", "consecutive_down")
 INJECTED = "Internal server error (injected by stand-in)"
 THROTTLED = "Please wait and consider throttling your request speed"
+# The schema's error codes are >= 1000; 1015 is the number Cloudflare gives rate limiting.
+THROTTLED_CODE = 1015
 # Cloudflare's permission group names -> (resource level, grants write).
 PERMISSION_GROUPS: dict[str, tuple[str, bool]] = {
     "Load Balancing: Monitors and Pools Read": ("account", False),
@@ -240,7 +253,7 @@ def _envelope(result: Any, errors: list[Obj] | None = None) -> Obj:
 
 def _ok_list(items: list[dict[str, Any]]) -> Response:
     n = len(items)  # one page holds everything: the SDK sends no paging parameters
-    info = {"page": 1, "per_page": max(n, 20), "count": n, "total_count": n, "total_pages": 1}
+    info = {"page": 1, "per_page": max(n, 20), "count": n, "total_count": n}  # as the schema's result_info
     return Response(200, {**_envelope(items), "result_info": info})
 
 
@@ -276,8 +289,11 @@ class CloudflareStandin(StandinServer):
         port: int = 0,
         plan: str = "enterprise",
         tokens: Mapping[str, Sequence[Policy | dict[str, Any]]] | None = None,
+        contract: Contract | None = None,
     ) -> None:
         super().__init__(host, port)
+        self.contract = contract  # when given, every exchange is checked against it
+        self.violations = ViolationLog()
         if plan not in ("enterprise", "non-enterprise"):
             raise ValueError("plan must be 'enterprise' or 'non-enterprise'")
         configured = {t: _policies(p) for t, p in (tokens or {}).items()}
@@ -319,7 +335,22 @@ class CloudflareStandin(StandinServer):
             self._tokens[token] = parsed
         return parsed
 
+    def observe(self, req: Request, resp: Response, injected: FaultRule | None) -> None:
+        if self.contract is None or not req.path.startswith(API_PREFIX + "/"):
+            return
+        path = req.path[len(API_PREFIX) :]
+        found = self.contract.check(
+            req.method, path, req.query, req.json_or_none(), resp.status, resp.body, injected=injected is not None
+        )
+        self.violations.add(found)
+
     def control(self, route: tuple[str, str], req: Request) -> Response | None:
+        if route == ("GET", "/contract-violations"):
+            found = [v.as_json() for v in self.violations.snapshot()]
+            return Response(200, {"checked": self.contract is not None, "violations": found})
+        if route == ("DELETE", "/contract-violations"):
+            self.violations.clear()
+            return Response(200, {"ok": True})
         if route == ("POST", "/token-policies"):
             body = req.json()
             if not isinstance(body, dict):
@@ -356,7 +387,7 @@ class CloudflareStandin(StandinServer):
             return Response(200, _envelope(None, errors))
         if rule.status == 429:
             wait = {} if rule.retry_after is None else {"Retry-After": rule.retry_after}
-            body = _envelope(None, [{"code": 971, "message": THROTTLED}])
+            body = _envelope(None, [{"code": THROTTLED_CODE, "message": THROTTLED}])
             return Response(429, body, {k: f"{v:g}" for k, v in wait.items()})
         if rule.status is not None:
             errors = [{"code": 10001, "message": INJECTED}]
@@ -421,14 +452,7 @@ class CloudflareStandin(StandinServer):
         return obj
 
     def _render(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
-        out = copy.deepcopy(obj)
-        if kind == "pool":
-            health = self._health.get(obj["name"], {})
-            out["healthy"] = health.get("healthy", True)
-            by_origin = health.get("origins", {})
-            for origin in out["origins"]:
-                origin["healthy"] = by_origin.get(origin["name"], out["healthy"])
-        return out
+        return copy.deepcopy(obj)  # no health on objects: only the health report has it
 
     def _ok(self, kind: str, obj_id: str) -> Response:
         return Response(200, _envelope(self._render(kind, self._objects[kind][obj_id])))
@@ -459,8 +483,9 @@ class CloudflareStandin(StandinServer):
     def _patch(self, kind: str, req: Request, scope: str, obj_id: str) -> Response:
         old = self._find(kind, scope, obj_id)
         merged = {k: v for k, v in copy.deepcopy(old).items() if k not in READ_ONLY}
-        merged.update(_body(req))
-        self._store(kind, obj_id, old, self._build(kind, scope, merged, obj_id))
+        sent = _body(req)
+        merged.update(sent)
+        self._store(kind, obj_id, old, self._build(kind, scope, merged, obj_id, sent))
         return self._ok(kind, obj_id)
 
     def _store(self, kind: str, obj_id: str, old: Obj, obj: Obj) -> None:
@@ -478,11 +503,17 @@ class CloudflareStandin(StandinServer):
         del self._scope[obj_id]
         return Response(200, _envelope({"id": obj_id}))
 
-    def _build(self, kind: str, scope: str, body: dict[str, Any], self_id: str | None) -> dict[str, Any]:
-        """Defaults + the fields sent (read-only ones dropped), then validation."""
+    def _build(
+        self, kind: str, scope: str, body: dict[str, Any], self_id: str | None, sent: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Defaults + the fields sent (read-only ones dropped), then validation. `sent`:
+        what the request itself carried, when `body` is merged with the stored object."""
+        sent = body if sent is None else sent
         obj = copy.deepcopy(DEFAULTS[kind])
         obj.update({k: v for k, v in body.items() if k not in READ_ONLY})
         if kind == "monitor":
+            if "expected_codes" not in sent:  # the schema requires it in every monitor write
+                raise _invalid("expected_codes is required")
             if obj["type"] not in MONITOR_TYPES:
                 raise _invalid(f"monitor type must be one of {sorted(MONITOR_TYPES)}")
             if obj["type"] == "tcp" and "method" not in body:
@@ -492,12 +523,12 @@ class CloudflareStandin(StandinServer):
                 if type(value) is not int or value < 0:
                     raise _invalid(f"{key} must be a non-negative integer")
         elif kind == "pool":
-            self._check_pool(scope, obj)
+            self._check_pool(scope, obj, sent)
         else:
             self._check_load_balancer(scope, obj, self_id)
         return obj
 
-    def _check_pool(self, scope: str, obj: dict[str, Any]) -> None:
+    def _check_pool(self, scope: str, obj: dict[str, Any], sent: dict[str, Any]) -> None:
         if not isinstance(obj.get("name"), str) or not POOL_NAME.match(obj["name"]):
             raise _invalid("pool name must match ^[A-Za-z0-9_-]+$")
         origins = obj.get("origins")
@@ -511,8 +542,8 @@ class CloudflareStandin(StandinServer):
             if origin["address"] in addresses:
                 raise _invalid(f"origin address {origin['address']} is not unique")
             addresses.add(origin["address"])
-            sent = {k: v for k, v in origin.items() if k not in READ_ONLY}
-            origins[i] = {**ORIGIN_DEFAULTS, **sent}
+            writable = {k: v for k, v in origin.items() if k not in READ_ONLY}
+            origins[i] = {**ORIGIN_DEFAULTS, **writable}
             weight = origins[i]["weight"]
             if type(weight) not in (int, float) or not 0 <= weight <= 1:
                 raise _invalid(f"origins[{i}].weight must be between 0 and 1")
@@ -521,7 +552,8 @@ class CloudflareStandin(StandinServer):
         if monitor is not None and not known:
             raise _invalid(f"monitor {monitor} does not exist")
         regions = obj["check_regions"]
-        if regions is None and self.plan != "enterprise":
+        # Refused only when sent: the published create body has no check_regions at all.
+        if "check_regions" in sent and regions is None and self.plan != "enterprise":
             raise _invalid(  # sic: the real message lacks a space
                 "Probing from every data centre is not allowed with this "
                 "subscription. Please chooseregions to probe from."
@@ -595,6 +627,16 @@ class CloudflareStandinControl(ControlClient):
         answer = self._call("POST", "/token-policies", {"token": token, "policies": raw})
         return list(answer["policies"])
 
+    def contract_violations(self) -> list[dict[str, Any]]:
+        """What the contract check found so far (empty when it is off: see `contract_checked`)."""
+        return list(self._call("GET", "/contract-violations")["violations"])
+
+    def contract_checked(self) -> bool:
+        return bool(self._call("GET", "/contract-violations")["checked"])
+
+    def clear_contract_violations(self) -> None:
+        self._call("DELETE", "/contract-violations")
+
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", help=f"a token with full access (default {DEFAULT_TOKEN} if no token is given)")
@@ -607,12 +649,18 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     plans = ("enterprise", "non-enterprise")
     parser.add_argument("--plan", choices=plans, default="enterprise")
+    parser.add_argument(
+        "--check-contract",
+        action="store_true",
+        help="check each request and answer against Cloudflare's published schema (GET /__standin/contract-violations)",
+    )
 
 
 def _build(args: argparse.Namespace) -> CloudflareStandin:
     token = args.token_file.read_text().strip() if args.token_file else args.token
     tokens = load_token_policies(args.token_policies_file) if args.token_policies_file else None
-    return CloudflareStandin(token, args.host, args.port, args.plan, tokens=tokens)
+    contract = Contract.load() if args.check_contract else None
+    return CloudflareStandin(token, args.host, args.port, args.plan, tokens=tokens, contract=contract)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

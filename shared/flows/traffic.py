@@ -25,8 +25,10 @@ from shared.adapters.cloudflare_lb import CloudflareLB
 from shared.adapters.kube import KubeClient
 from shared.adapters.release_store import ReleaseStore
 from shared.config import Config, Region
+from shared.edge_health import EdgeHealth
 from shared.errors import (
     PERMISSION_DENIED,
+    CloudflareUnavailable,
     ClusterUnreachable,
     PermanentError,
     PermissionMissing,
@@ -51,6 +53,7 @@ from shared.traffic import (
     desired_pool,
     drained_since,
     monitor_description,
+    monitor_edit,
     reconcile_mark_name,
     reconcile_mark_started,
 )
@@ -137,7 +140,7 @@ def reconcile_traffic(
         pools_enabled=enabled,
         writes=cloudflare.writes - writes_before,
         changes=changes,
-        disagreements=_disagreements(config, health, by_name),
+        disagreements=_disagreements(config, cloudflare, health, by_name),
     )
     log.info(
         "traffic_reconciled",
@@ -273,14 +276,15 @@ def _converge(
 def _ensure_monitor(config: Config, cloudflare: CloudflareLB, changes: list[str]) -> tuple[str, list[Object]]:
     description = monitor_description(config)
     monitors = _group_by(cloudflare.list_monitors(), "description").get(description, [])
+    desired = desired_monitor(config)
     monitor_id = _ensure(
         "monitor",
-        desired_monitor(config),
+        desired,
         _first(monitors),
         create=lambda body: cloudflare.create_monitor(
             body, lambda: find_oldest(cloudflare.list_monitors(), "description", description)
         ),
-        edit=cloudflare.edit_monitor,
+        edit=lambda monitor_id, delta: cloudflare.edit_monitor(monitor_id, monitor_edit(desired, delta)),
         changes=changes,
     )
     return monitor_id, monitors
@@ -318,23 +322,34 @@ def _remove_duplicates(
             changes.append(f"deleted duplicate {what} ({obj['id']})")
 
 
-def _disagreements(config: Config, health: dict[str, RegionHealth], by_name: dict[str, list[Object]]) -> list[Object]:
+def _disagreements(
+    config: Config, cloudflare: CloudflareLB, health: dict[str, RegionHealth], by_name: dict[str, list[Object]]
+) -> list[Object]:
+    """Regions whose cluster view and Cloudflare's verdict (its pool health report) differ."""
     found = []
     for region in config.regions:
         pool = _first(by_name.get(region.cloudflare.pool, []))
-        cloudflare_says = pool.get("healthy")
         cluster = health[region.name]
-        if not pool.get("enabled") or cloudflare_says is None or cluster.state == "unreachable":
+        if not pool.get("enabled") or cluster.state == "unreachable":
             continue  # disabled pools are not probed; unknown is not a disagreement
-        if bool(cloudflare_says) != cluster.healthy:
+        verdict = _edge_health(cloudflare, str(pool["id"]))
+        if verdict.known and (verdict is EdgeHealth.HEALTHY) != cluster.healthy:
             found.append(
                 {
                     "region": region.name,
                     "cluster": f"{cluster.state}:{cluster.reason}",
-                    "cloudflare_healthy": bool(cloudflare_says),
+                    "cloudflare_healthy": verdict is EdgeHealth.HEALTHY,
                 }
             )
     return found
+
+
+def _edge_health(cloudflare: CloudflareLB, pool_id: str) -> EdgeHealth:
+    # The report is read after the writes: a failed read must not redeliver a done reconcile.
+    try:
+        return cloudflare.edge_health(pool_id)
+    except (CloudflareUnavailable, PermanentError):
+        return EdgeHealth.UNKNOWN
 
 
 def _group_by(objects: list[Object], key: str) -> dict[str, list[Object]]:

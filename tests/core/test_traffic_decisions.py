@@ -14,6 +14,7 @@ from shared.traffic import (
     desired_load_balancer,
     desired_monitor,
     desired_pool,
+    monitor_edit,
 )
 from tests.core.builders import (
     at,
@@ -324,3 +325,10 @@ def test_a_missing_live_field_is_a_change():
     lb = desired_load_balancer(build_config(), POOL_IDS)
     live = {k: v for k, v in lb.items() if k != "fallback_pool"}
     assert set(changed_fields(lb, live)) == {"fallback_pool"}
+
+
+def test_a_monitor_edit_always_carries_its_expected_codes():
+    # Cloudflare's schema requires expected_codes in every monitor write, PATCH included.
+    desired = desired_monitor(build_config(config_data()))
+    assert monitor_edit(desired, {"interval": 30}) == {"expected_codes": desired["expected_codes"], "interval": 30}
+    assert monitor_edit(desired, {"expected_codes": "2xx"})["expected_codes"] == "2xx"

@@ -17,6 +17,7 @@ import pytest
 from sandbox.standins.cloudflare import CloudflareStandin, CloudflareStandinControl
 from shared.adapters.cloudflare_lb import CloudflareLB
 from shared.errors import CloudflareUnavailable
+from tests.sandbox.cloudflare_contract import checked_standin
 
 TOKEN = "the-token-from-secret-manager"
 ACCOUNT = "0123456789abcdef0123456789abcdef"
@@ -34,12 +35,8 @@ POOL = {
 
 @pytest.fixture
 def standin() -> Iterator[CloudflareStandin]:
-    server = CloudflareStandin(token=TOKEN, plan="non-enterprise")
-    server.start()
-    try:
+    with checked_standin(token=TOKEN, plan="non-enterprise") as server:  # geodeploy's every request, every answer
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from cloudflare import Cloudflare
 
 from sandbox.standins._http import StandinControlError
 from sandbox.standins.cloudflare import CloudflareStandin, CloudflareStandinControl, Policy
+from tests.sandbox.cloudflare_contract import checked_standin
 from tests.sandbox.test_standins import _start_process, _stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -61,12 +62,8 @@ def _no_cloudflare_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def standin() -> Iterator[CloudflareStandin]:
-    server = CloudflareStandin(token=ADMIN, tokens=TOKENS)
-    server.start()
-    try:
+    with checked_standin(token=ADMIN, tokens=TOKENS) as server:  # refusals for want of a grant too
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -121,7 +118,7 @@ def test_pool_write_on_one_account_reaches_only_that_account(
     cf = client(POOLS_ON_A)
 
     pool = _create_pool(cf)
-    monitor = cf.load_balancers.monitors.create(account_id=ACCOUNT_A, path="/_ready")
+    monitor = cf.load_balancers.monitors.create(account_id=ACCOUNT_A, path="/_ready", expected_codes="200")
 
     assert [p.id for p in cf.load_balancers.pools.list(account_id=ACCOUNT_A)] == [pool.id]
     assert [m.id for m in cf.load_balancers.monitors.list(account_id=ACCOUNT_A)] == [monitor.id]
@@ -185,7 +182,7 @@ def test_write_implies_read(client: Callable[[str], Cloudflare], control: Cloudf
     cf = client(WRITER)  # Write groups only, no Read group
     pool = _create_pool(cf)
     lb = _create_lb(cf, pool.id)
-    monitor = cf.load_balancers.monitors.create(account_id=ACCOUNT_A, path="/_ready")
+    monitor = cf.load_balancers.monitors.create(account_id=ACCOUNT_A, path="/_ready", expected_codes="200")
     cf.load_balancers.pools.edit(pool.id, account_id=ACCOUNT_A, monitor=monitor.id)
 
     assert cf.load_balancers.pools.get(pool.id, account_id=ACCOUNT_A).monitor == monitor.id

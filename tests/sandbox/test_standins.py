@@ -37,6 +37,7 @@ from sandbox.standins.google_apis import (
     GoogleStandinControl,
     write_authorized_user_credentials,
 )
+from tests.sandbox.cloudflare_contract import checked_standin
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-cloudflare-token"
@@ -72,12 +73,9 @@ def _no_cloudflare_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def cf_standin() -> Iterator[CloudflareStandin]:
-    standin = CloudflareStandin(token=TOKEN)
-    standin.start()
-    try:
+    # Some tests send bad requests on purpose; every answer must still be Cloudflare's.
+    with checked_standin(token=TOKEN, refused_requests_allowed=True) as standin:
         yield standin
-    finally:
-        standin.stop()
 
 
 @pytest.fixture
@@ -146,23 +144,28 @@ def test_create_fills_api_defaults_and_read_only_fields(cf: Cloudflare) -> None:
         "random",
     )
     assert [(o.enabled, o.weight) for o in pool.origins] == [(True, 1), (True, 1)]
-    # Not declared by the SDK model, carried as an extra field.
-    assert pool.model_extra == {"healthy": True}
-    assert all(o.model_extra == {"healthy": True} for o in pool.origins)
+    # Nothing the schema (and so the SDK model) does not declare: no health on pools.
+    assert pool.model_extra == {}
+    assert all(o.model_extra == {} for o in pool.origins)
 
 
-def test_list_reports_health_set_through_the_control_api(cf: Cloudflare, cf_control: CloudflareStandinControl) -> None:
+def test_health_set_through_the_control_api_is_reported_by_the_health_endpoint_only(
+    cf: Cloudflare, cf_control: CloudflareStandinControl
+) -> None:
     monitor = _monitor(cf)
-    _pool(cf, "app-eu", monitor.id, "WEU")
-    _pool(cf, "app-us", monitor.id, "WNAM")
+    eu = _pool(cf, "app-eu", monitor.id, "WEU")
+    us = _pool(cf, "app-us", monitor.id, "WNAM")
 
     assert cf_control.set_pool_health("app-eu", False) == 1
-    # `healthy` is not declared by the SDK models: an extra field, read as an attribute.
-    pools: dict[str | None, Any] = {p.name: p for p in cf.load_balancers.pools.list(account_id=ACCOUNT)}
+    pools = list(cf.load_balancers.pools.list(account_id=ACCOUNT))
 
-    assert pools["app-eu"].healthy is False
-    assert [o.healthy for o in pools["app-eu"].origins] == [False, False]
-    assert pools["app-us"].healthy is True
+    assert all(p.model_extra == {} for p in pools)
+    health = {
+        pool.id: cf.load_balancers.pools.health.with_raw_response.get(pool.id, account_id=ACCOUNT).http_response.json()
+        for pool in (eu, us)
+    }
+    assert health[eu.id]["result"]["pop_health"]["Amsterdam, NL"]["healthy"] is False
+    assert health[us.id]["result"]["pop_health"]["Los Angeles, CA, US"]["healthy"] is True
     no_monitor = cf.load_balancers.pools.list(account_id=ACCOUNT, monitor="0" * 32)
     assert list(no_monitor) == []
     by_monitor = cf.load_balancers.pools.list(account_id=ACCOUNT, monitor=monitor.id)
@@ -199,16 +202,19 @@ def test_update_replaces_the_whole_pool(cf: Cloudflare) -> None:
 
 
 def test_non_enterprise_plan_rejects_probing_from_every_data_centre() -> None:
-    standin = CloudflareStandin(token=TOKEN, plan="non-enterprise")
-    base_url = standin.start() + "/client/v4"
-    try:
-        client = Cloudflare(api_token=TOKEN, base_url=base_url, max_retries=0)
+    with checked_standin(token=TOKEN, plan="non-enterprise") as standin:
+        client = Cloudflare(api_token=TOKEN, base_url=standin.api_base_url, max_retries=0)
+        # The published create body has no check_regions: a create need not send it.
+        pool = client.load_balancers.pools.create(
+            account_id=ACCOUNT, name="app-eu", origins=_origins("eu", "192.0.2.1")
+        )
         with pytest.raises(cloudflare.BadRequestError) as caught:
-            client.load_balancers.pools.create(account_id=ACCOUNT, name="app-eu", origins=_origins("eu", "192.0.2.1"))
+            client.load_balancers.pools.update(
+                pool.id, account_id=ACCOUNT, name="app-eu", origins=_origins("eu", "192.0.2.1"), check_regions=None
+            )
         assert caught.value.errors[0].code == 1002
         assert "Probing from every data centre" in str(caught.value.errors[0].message)
-    finally:
-        standin.stop()
+        client.close()
 
 
 def test_invalid_pools_fail_validation(cf: Cloudflare) -> None:
@@ -371,7 +377,7 @@ def test_request_counter_counts_calls_and_successful_writes(
     cf.load_balancers.pools.list(account_id=ACCOUNT)
     cf.load_balancers.pools.get(pool.id, account_id=ACCOUNT)
     cf.load_balancers.pools.edit(pool.id, account_id=ACCOUNT, enabled=False)  # write
-    cf.load_balancers.monitors.edit(monitor.id, account_id=ACCOUNT, interval=30)  # w
+    cf.load_balancers.monitors.edit(monitor.id, account_id=ACCOUNT, interval=30, expected_codes="200")  # w
     with pytest.raises(cloudflare.NotFoundError):
         cf.load_balancers.pools.delete("0" * 32, account_id=ACCOUNT)  # failed write
 

@@ -73,16 +73,21 @@ def test_a_reconcile_with_nothing_to_change_makes_zero_writes(sandbox, shop, dep
 
     counts = cloudflare.requests()["counts"]
     # Reconciles still queued from the deploy's results may have run too: each of them
-    # must also have been read-only, three GETs apiece.
+    # must also have been read-only: three lists, and each serving pool's health report
+    # (Cloudflare's verdict, compared with the clusters').
     runs = [e for e in sandbox.log_events(path, function)[seen_before:] if e.get("event") == "traffic_reconciled"]
     print(f"requests of {len(runs)} idle reconcile(s):", counts)
     assert logged["writes"] == 0 and cloudflare.writes() == 0
     assert all(run["writes"] == 0 for run in runs)
     account = f"/client/v4/accounts/{config.cloudflare.account_id}/load_balancers"
+    _, pools, _ = _ours(cloudflare.state(), config)
+    health_reads = {f"GET {account}/pools/{found[0]['id']}/health": len(runs) for found in pools.values()}
+    assert len(health_reads) == len(config.regions)
     assert counts == {
         f"GET {account}/monitors": len(runs),
         f"GET {account}/pools": len(runs),
         f"GET /client/v4/zones/{config.cloudflare.zone_id}/load_balancers": len(runs),
+        **health_reads,
     }
 
 
@@ -268,7 +273,9 @@ def test_a_drain_is_the_first_write_of_a_reconcile(sandbox, deployed):
     config = deployed
     cloudflare = sandbox.sandbox.cloudflare
     [monitor], pools, _ = _ours(cloudflare.state(), config)
-    sandbox.edit_cloudflare(config, f"monitors/{monitor['id']}", {"path": "/hand-edited"})
+    # (Cloudflare's schema asks every monitor write for its expected_codes.)
+    hand_edit = {"path": "/hand-edited", "expected_codes": monitor["expected_codes"]}
+    sandbox.edit_cloudflare(config, f"monitors/{monitor['id']}", hand_edit)
     sandbox.stop_region(config, "asia-east1")
     try:
         cloudflare.reset_requests()
