@@ -34,7 +34,11 @@ Handler = Callable[[dict[str, Any], EventInfo, BoundLogger], None]
 ACKED, REDELIVER = "acked", "redeliver"  # what Pub/Sub is told, as the logs name it
 
 
-def run_handler(function: str, cloud_event: Any, handler: Handler) -> None:
+def run_handler(
+    function: str, cloud_event: Any, handler: Handler, decode: Callable[[Any], dict[str, Any]] | None = None
+) -> None:
+    """`decode` turns the event's data into the handler's dict (default: the message's
+    JSON object, decode_pubsub_data)."""
     configure_logging()
     from shared.contracts import decode_pubsub_data
     from shared.settings import load_instance_config, load_settings
@@ -52,7 +56,7 @@ def run_handler(function: str, cloud_event: Any, handler: Handler) -> None:
         if age > config.rollout.max_event_age_seconds:
             log.warning("event_dropped", reason="too_old", age_seconds=round(age))
         else:
-            handler(decode_pubsub_data(cloud_event.data), info, log)
+            handler((decode or decode_pubsub_data)(cloud_event.data), info, log)
         outcome = ACKED
     except PermanentError as e:
         log.warning("event_rejected", reason=e.reason, detail=e.detail)

@@ -1,0 +1,417 @@
+"""Notifications, pure: what a message on the results, drift-reports or dead-letter topic
+tells a person, which webhooks get it, and the exact request each one is sent.
+
+No I/O, no clock, no environment: the time a request is signed at and the secrets'
+values are parameters. docs/messages.md ("Webhook notifications") documents both
+payloads and the signature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.config import Config, Webhook
+from shared.contracts import (
+    MAX_NAME_LENGTH,
+    MAX_REASON_LENGTH,
+    MAX_RESULT_MESSAGE_LENGTH,
+    DeployResult,
+    TrafficHealReason,
+    in_utc,
+    parse_message,
+)
+from shared.errors import InvalidMessage
+from shared.notification_kinds import EventKind, NotificationStatus, WebhookKind
+from shared.topology import functions_of
+
+__all__ = [
+    "DELIVERY_HEADER",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "Notification",
+    "PubSubMessage",
+    "WebhookRequest",
+    "build_request",
+    "delivery_id",
+    "notifications_of",
+    "sign",
+    "webhooks_for",
+]
+
+PAYLOAD_VERSION = 1
+SIGNATURE_HEADER = "X-Geodeploy-Signature"  # sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">
+TIMESTAMP_HEADER = "X-Geodeploy-Timestamp"  # Unix seconds the signature was made at
+DELIVERY_HEADER = "X-Geodeploy-Delivery"  # the same on every retry and redelivery: dedupe on it
+EVENT_HEADER = "X-Geodeploy-Event"  # the event kind
+
+# A drift finding's reason: what became of the region's differences.
+HEALED = "healed"
+HEAL_FAILED = "heal_failed"  # healing was on, and an object could not be repaired
+NOT_HEALED = "not_healed"  # healing was off: reported only
+# A dead letter's reason.
+DELIVERY_ATTEMPTS_EXHAUSTED = "delivery_attempts_exhausted"
+
+# Why a message on the notify function's topics gives no notification (acked).
+UNKNOWN_TOPIC = "unknown_topic"
+
+# The attributes Pub/Sub adds to a message it moves to the dead-letter topic.
+DEAD_LETTER_SUBSCRIPTION = "CloudPubSubDeadLetterSourceSubscription"
+DEAD_LETTER_DELIVERY_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"
+DEAD_LETTER_PUBLISH_TIME = "CloudPubSubDeadLetterSourceTopicPublishTime"
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_MAX_LISTED = 5  # differences or objects named in a message; the rest are counted
+
+
+@dataclass(frozen=True)
+class PubSubMessage:
+    """What the notify function got: its topic, id, time, JSON data (None when the data
+    is not a JSON object, which only a dead letter may be) and attributes."""
+
+    topic: str
+    message_id: str
+    published_at: datetime
+    data: dict[str, Any] | None
+    attributes: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One thing to tell people about."""
+
+    kind: EventKind
+    status: NotificationStatus
+    app: str | None
+    region: str | None
+    image: str | None
+    reason: str
+    release: str | None
+    message_id: str  # the Pub/Sub message it comes from
+    time: datetime  # when it happened
+    message: str  # a human-readable detail
+    function: str  # the function whose logs tell the story
+    log_filter: str  # narrows that function's logs to this event
+
+    @property
+    def digest(self) -> str | None:
+        found = _DIGEST.search(self.image or "")
+        return found.group(0) if found else None
+
+
+# --- from messages to notifications --------------------------------------------------------
+
+
+def notifications_of(config: Config, message: PubSubMessage) -> list[Notification]:
+    """The notifications a message makes; InvalidMessage when it cannot be read."""
+    topics = config.topics
+    if message.topic == topics.dead_letter:
+        return [_from_dead_letter(config, message)]
+    if message.data is None:
+        raise InvalidMessage("not_json_object", "message data is not a JSON object")
+    if message.topic == topics.results:
+        return [_from_result(config, parse_message(DeployResult, message.data), message.message_id)]
+    if message.topic == topics.drift_reports:
+        return _from_drift_report(config, parse_message(_DriftReport, message.data), message.message_id)
+    raise InvalidMessage(UNKNOWN_TOPIC, f"notify does not listen to topic {message.topic!r}")
+
+
+def _function_name(config: Config, entry_point: str, region: str | None = None) -> str:
+    found = (f.name for f in functions_of(config) if f.entry_point == entry_point and f.region == region)
+    return next(found, config.name)  # a result from a region the config lacks: the installation's logs
+
+
+def _from_result(config: Config, result: DeployResult, message_id: str) -> Notification:
+    return Notification(
+        kind=EventKind.DEPLOY_RESULT,
+        status=NotificationStatus(result.status),
+        app=result.app,
+        region=result.region,
+        image=result.image,
+        reason=result.reason,
+        release=result.release_id,
+        message_id=message_id,
+        time=result.finished_at,
+        message=result.message,
+        function=_function_name(config, "deploy_region", result.region),
+        log_filter=f'jsonPayload.release="{result.release_id}"',
+    )
+
+
+class _Lenient(BaseModel):
+    # check_drift publishes the report (docs/messages.md); read only what a person needs.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _RegionDrift(_Lenient):
+    app: str = Field(max_length=MAX_NAME_LENGTH)
+    region: str = Field(max_length=MAX_NAME_LENGTH)
+    status: str = Field(max_length=MAX_NAME_LENGTH)
+    release: str | None = Field(default=None, max_length=MAX_REASON_LENGTH)
+    image: str | None = Field(default=None, max_length=MAX_RESULT_MESSAGE_LENGTH)
+    healed: bool = False
+    differences: list[dict[str, Any]] = []
+    heal_failures: list[dict[str, Any]] = []
+
+
+class _CloudflareDrift(_Lenient):
+    differences: list[dict[str, Any]] = []
+
+
+class _DriftReport(_Lenient):
+    checked_at: datetime
+    heal: bool = False
+    trigger_event_id: str | None = Field(default=None, max_length=MAX_REASON_LENGTH)
+    regions: list[_RegionDrift] = []
+    cloudflare: _CloudflareDrift = _CloudflareDrift()
+
+
+def _from_drift_report(config: Config, report: _DriftReport, message_id: str) -> list[Notification]:
+    """One notification per drifted region, and one for Cloudflare when it drifted."""
+    try:
+        checked_at = in_utc(report.checked_at, "checked_at")
+    except ValueError as e:
+        raise InvalidMessage("invalid_message", f"drift report: {e}") from None
+    function = _function_name(config, "check_drift")
+    log_filter = f'jsonPayload.event_id="{report.trigger_event_id}"' if report.trigger_event_id else ""
+
+    def finding(
+        app: str, region: str | None, image: str | None, reason: str, release: str | None, message: str
+    ) -> Notification:
+        return Notification(
+            EventKind.DRIFT_FINDING, NotificationStatus.DRIFTED, app, region, image, reason, release,
+            message_id, checked_at, message, function, log_filter,
+        )  # fmt: skip
+
+    found = [
+        finding(
+            r.app,
+            r.region,
+            r.image,
+            HEALED if r.healed else HEAL_FAILED if report.heal else NOT_HEALED,
+            r.release,
+            _listed("differ", [f"{d.get('object')} {d.get('path')}" for d in r.differences]),
+        )
+        for r in report.regions
+        if r.status == NotificationStatus.DRIFTED
+    ]
+    if report.cloudflare.differences:
+        objects = [f"{d.get('object')} {d.get('path')}" for d in report.cloudflare.differences]
+        reason = TrafficHealReason.CLOUDFLARE_DRIFTED.value
+        found.append(finding(config.cloudflare.app, None, None, reason, None, _listed("differ at Cloudflare", objects)))
+    return found
+
+
+def _listed(what: str, items: list[str]) -> str:
+    shown = "; ".join(items[:_MAX_LISTED])
+    more = f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
+    return f"{len(items)} {what}: {shown}{more}"[:MAX_RESULT_MESSAGE_LENGTH]
+
+
+def _from_dead_letter(config: Config, message: PubSubMessage) -> Notification:
+    """A dead letter is whatever message a function gave up on: its fields are read only
+    if they are there and look right, so even an unreadable one is notified."""
+    attributes = message.attributes
+    subscription = attributes.get(DEAD_LETTER_SUBSCRIPTION, "").rsplit("/", 1)[-1]
+    # Subscriptions are named <function>--<topic> (shared.topology.subscription_name).
+    function, _, topic = subscription.partition("--")
+    data = message.data or {}
+    image = _text(data.get("image")) or _text(data.get("digest")) or _text(data.get("target"))
+    app = _text(data.get("app"))
+    if app is None and image and "@" in image:
+        found = config.app_for_repository(image.split("@", 1)[0])
+        app = found.name if found else None
+    attempts = attributes.get(DEAD_LETTER_DELIVERY_COUNT, "?")
+    return Notification(
+        kind=EventKind.DEAD_LETTER,
+        status=NotificationStatus.DEAD_LETTERED,
+        app=app,
+        region=_text(data.get("region")),
+        image=image,
+        reason=DELIVERY_ATTEMPTS_EXHAUSTED,
+        release=_text(data.get("release_id")),
+        message_id=message.message_id,
+        time=_time(attributes.get(DEAD_LETTER_PUBLISH_TIME)) or message.published_at,
+        message=(
+            f"{function or 'a function'} gave up on a message of topic {topic or '?'} after {attempts} attempts"
+            + ("" if message.data is not None else " (its data is not a JSON object)")
+        ),
+        function=function or config.name,
+        log_filter="severity>=WARNING",
+    )
+
+
+def _text(value: Any) -> str | None:
+    """A string field of a message that may be anything: kept only if it is a short string."""
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_RESULT_MESSAGE_LENGTH else None
+
+
+def _time(value: str | None) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat((value or "").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# --- who gets what ------------------------------------------------------------------------
+
+
+def webhooks_for(config: Config, notification: Notification) -> list[Webhook]:
+    """The webhooks whose filters let the notification through. An event of no app (a
+    dead letter whose message names none) passes every apps filter: it may concern all."""
+    return [
+        w
+        for w in config.notifications.webhooks
+        if (not w.filters.statuses or notification.status in w.filters.statuses)
+        and (not w.filters.apps or notification.app is None or notification.app in w.filters.apps)
+    ]
+
+
+def delivery_id(webhook: Webhook, notification: Notification) -> str:
+    """The same for every retry and every redelivery of the message, and different for
+    each webhook and each notification a message makes (a drift report makes several)."""
+    key = "\n".join(
+        [webhook.name, notification.message_id, notification.kind, notification.app or "", notification.region or ""]
+    )
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def logs_url(config: Config, notification: Notification) -> str:
+    """The function's log lines about this event in Cloud Logging's Logs Explorer, in the
+    two hours around it (a Cloud Function of the 2nd gen logs as its Cloud Run service)."""
+    query = "\n".join(
+        line
+        for line in (
+            'resource.type="cloud_run_revision"',
+            f'resource.labels.service_name="{notification.function}"',
+            notification.log_filter,
+        )
+        if line
+    )
+    start, end = (notification.time + timedelta(hours=h) for h in (-1, 1))
+    span = f"{_rfc3339(start)}/{_rfc3339(end)}"
+    return (
+        f"https://console.cloud.google.com/logs/query;query={quote(query, safe='')};"
+        f"timeRange={quote(span, safe='')}?project={config.project}"
+    )
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- the requests -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    body: bytes
+    headers: dict[str, str]
+    delivery_id: str
+
+
+def sign(key: str, timestamp: int, body: bytes) -> str:
+    """`sha256=<hex>`: HMAC-SHA256 with `key` of `<timestamp>.<body>`. The timestamp is
+    signed too, so a receiver that rejects old timestamps rejects replays."""
+    mac = hmac.new(key.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"sha256={mac.hexdigest()}"
+
+
+def build_request(
+    config: Config, webhook: Webhook, notification: Notification, *, signing_key: str | None, now: datetime
+) -> WebhookRequest:
+    """The body and headers to POST; a json webhook's are signed with `signing_key`."""
+    delivery = delivery_id(webhook, notification)
+    link = logs_url(config, notification)
+    headers = {DELIVERY_HEADER: delivery, EVENT_HEADER: notification.kind.value}
+    if webhook.kind == WebhookKind.SLACK:
+        body = _encode(slack_payload(notification, link))
+        return WebhookRequest(body, headers, delivery)
+    if signing_key is None:
+        raise ValueError(f"webhook {webhook.name}: a json webhook is signed, and no key was given")
+    body = _encode(json_payload(notification, delivery, link))
+    timestamp = int(now.timestamp())
+    headers |= {TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: sign(signing_key, timestamp, body)}
+    return WebhookRequest(body, headers, delivery)
+
+
+def _encode(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def json_payload(notification: Notification, delivery: str, link: str) -> dict[str, Any]:
+    """The generic webhook's body (docs/messages.md): every field always present."""
+    n = notification
+    return {
+        "version": PAYLOAD_VERSION,
+        "delivery_id": delivery,
+        "kind": n.kind.value,
+        "status": n.status.value,
+        "reason": n.reason,
+        "app": n.app,
+        "region": n.region,
+        "digest": n.digest,
+        "image": n.image,
+        "release": n.release,
+        "message_id": n.message_id,
+        "time": _rfc3339(n.time),
+        "message": n.message,
+        "logs_url": link,
+    }
+
+
+_HEADLINES = {
+    EventKind.DEPLOY_RESULT: "deploy {status}",
+    EventKind.DRIFT_FINDING: "drift found",
+    EventKind.DEAD_LETTER: "message dead-lettered",
+}
+_SLACK_HEADER_LIMIT = 150
+_SLACK_TEXT_LIMIT = 2000
+
+
+def slack_payload(notification: Notification, link: str) -> dict[str, Any]:
+    """Block Kit blocks, with `text` as the fallback for notifications that show no blocks."""
+    n = notification
+    where = " · ".join(part for part in (n.app, n.region) if part)
+    headline = f"geodeploy: {_HEADLINES[n.kind].format(status=n.status.value)}" + (f" · {where}" if where else "")
+    fields = [
+        ("App", n.app or "—"),
+        ("Region", n.region or "—"),
+        ("Status", f"`{n.status.value}`"),
+        ("Reason", f"`{n.reason}`" if n.reason else "—"),
+        ("Digest", f"`{n.digest}`" if n.digest else "—"),
+        ("Release", n.release or "—"),
+    ]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": headline[:_SLACK_HEADER_LIMIT]}},
+        {
+            "type": "section",
+            "fields": [{"type": "mrkdwn", "text": f"*{name}*\n{_escape(value)}"} for name, value in fields],
+        },
+    ]
+    if n.message:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _escape(n.message)[:_SLACK_TEXT_LIMIT]}})
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {"type": "mrkdwn", "text": f"<{link}|Logs in Cloud Logging> · {n.kind.value} · {_rfc3339(n.time)}"}
+            ],
+        }
+    )
+    fallback = f"{headline}: {n.status.value}" + (f" ({n.reason})" if n.reason else "")
+    return {"text": _escape(fallback)[:_SLACK_TEXT_LIMIT], "blocks": blocks}
+
+
+def _escape(text: str) -> str:
+    """Slack's mrkdwn reads &, < and > as markup."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
