@@ -54,6 +54,7 @@ def _handle(message: dict[str, Any], event: EventInfo, log: BoundLogger) -> None
             attributes={str(k): str(v) for k, v in attributes.items()} if isinstance(attributes, dict) else {},
         ),
         read_secret=_wiring.secrets().read,
+        forget_secret=_wiring.secrets().forget,
         post=post_webhook,
         now=lambda: datetime.now(UTC),
         log=log,

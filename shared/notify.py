@@ -241,7 +241,7 @@ def _from_dead_letter(config: Config, message: PubSubMessage) -> Notification:
         message_id=message.message_id,
         time=_time(attributes.get(DEAD_LETTER_PUBLISH_TIME)) or message.published_at,
         message=(
-            f"{function or 'a function'} gave up on a message of topic {topic or '?'} after {attempts} attempts"
+            f"{function or 'a function'} could not handle a message of topic {topic or '?'} in {attempts} attempts"
             + ("" if message.data is not None else " (its data is not a JSON object)")
         ),
         function=function or config.name,

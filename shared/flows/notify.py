@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from shared.adapters.webhooks import Delivery
+from shared.adapters.webhooks import Delivery, Failure
 from shared.config import Config, Webhook
 from shared.errors import GeodeployError
 from shared.logs import BoundLogger
@@ -38,17 +38,24 @@ def send_notifications(
     post: Post,
     now: Callable[[], datetime],
     log: BoundLogger,
+    forget_secret: Callable[[str], None] = lambda _: None,
 ) -> list[Delivery | None]:
     """Posts every notification the message makes to every webhook that takes it; returns
     each post's outcome (None: it was not attempted). An unreadable message raises
-    InvalidMessage (logged and acked by the entry point)."""
+    InvalidMessage (logged and acked by the entry point). A receiver that refuses the
+    post, or a URL that cannot be used, makes the webhook's secrets `forget`-ten: the
+    next notification reads them again (they may have been rotated)."""
     routed = [(n, w) for n in notifications_of(config, message) for w in webhooks_for(config, n)]
     if not routed:
         log.info("notification_unrouted", detail="no notification, or no webhook whose filters take it")
         return []
 
     def deliver(pair: tuple[Notification, Webhook]) -> Delivery | None:
-        return _deliver(config, *pair, read_secret=read_secret, post=post, now=now, log=log)
+        delivery = _deliver(config, *pair, read_secret=read_secret, post=post, now=now, log=log)
+        if delivery is not None and delivery.failure in (Failure.REFUSED, Failure.INVALID_URL):
+            for secret in pair[1].secrets:
+                forget_secret(secret)
+        return delivery
 
     with ThreadPoolExecutor(max_workers=min(len(routed), _MAX_PARALLEL_POSTS)) as pool:
         return list(pool.map(deliver, routed))
