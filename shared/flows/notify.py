@@ -19,7 +19,8 @@ from shared.adapters.webhooks import Delivery, Failure
 from shared.config import Config, Webhook
 from shared.errors import GeodeployError
 from shared.logs import BoundLogger
-from shared.notify import Notification, PubSubMessage, build_request, delivery_id, notifications_of, webhooks_for
+from shared.notify import Notification, PubSubMessage, notifications_of, webhooks_for
+from shared.webhook_requests import build_request, delivery_id
 
 __all__ = ["send_notifications"]
 

@@ -17,17 +17,9 @@ from shared.contracts import DeployStatus
 from shared.errors import ConfigError, InvalidMessage
 from shared.flows.drift import RegionStatus
 from shared.notification_kinds import EventKind, NotificationStatus
-from shared.notify import (
-    DELIVERY_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    Notification,
-    PubSubMessage,
-    build_request,
-    notifications_of,
-    webhooks_for,
-)
+from shared.notify import Notification, PubSubMessage, notifications_of, webhooks_for
 from shared.topology import dead_letter_topic_for, functions_of
+from shared.webhook_requests import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, build_request
 from tests.core.builders import T0, build_config, changed, config_data, ref
 
 KEY = "0f" * 32
