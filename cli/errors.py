@@ -1,62 +1,85 @@
-"""How the CLI fails: one line on stderr and an exit code, never a traceback for a
-failure an operator can expect (bad config, a cluster down, Cloudflare refusing)."""
+"""How the CLI fails: one line on stderr (or the JSON document's `error`) and an exit code,
+never a traceback for a failure an operator can expect (bad config, a cluster down,
+Cloudflare refusing). Which error gets which code is decided here, once."""
 
 from __future__ import annotations
 
 import logging
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-__all__ = ["OperationFailed", "UsageError", "run_guarded"]
+from cli.exit_codes import ErrorKind, ExitCode
 
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+if TYPE_CHECKING:
+    from cli.output import Output
+
+__all__ = ["CliError", "OperationFailed", "Unavailable", "UsageError", "run_guarded"]
 
 
-class UsageError(Exception):
+class CliError(Exception):
+    """An error the CLI reports as it is; its kind gives the exit code."""
+
+    kind = ErrorKind.FAILED
+
+
+class UsageError(CliError):
     """Bad arguments or an unusable environment: exit code 2."""
 
+    kind = ErrorKind.USAGE
 
-class OperationFailed(Exception):
+
+class OperationFailed(CliError):
     """The operation ran and did not succeed: exit code 1."""
 
+    kind = ErrorKind.FAILED
 
-def run_guarded(command: Callable[[], int], *, verbose: bool = False) -> int:
-    from cli.views import error
 
+class Unavailable(CliError):
+    """Could not check: a region or API did not answer, so nothing is known: exit code 3."""
+
+    kind = ErrorKind.UNAVAILABLE
+
+
+def run_guarded(command: Callable[[], int], out: Output, *, verbose: bool = False) -> int:
     _route_logs(verbose)
     try:
-        return command()
+        code = ExitCode(command())
     except KeyboardInterrupt:
-        error("interrupted (whatever was already published carries on; see geodeploy status)")
-        return EXIT_INTERRUPTED
-    except UsageError as e:
-        error(str(e))
-        return EXIT_USAGE
-    except OperationFailed as e:
-        error(str(e))
-        return EXIT_FAILED
+        why = "interrupted (whatever was already published carries on; see geodeploy status)"
+        return out.finish(ExitCode.INTERRUPTED, (ErrorKind.INTERRUPTED, why))
+    except CliError as e:
+        return out.finish(e.kind.exit_code, (e.kind, str(e)))
     except Exception as e:
-        code = _expected(e)
-        if code is None:
+        kind = _expected(e)
+        if kind is None:  # a bug: its traceback, and for a script still a document
+            if out.json:
+                out.finish(ErrorKind.INTERNAL.exit_code, (ErrorKind.INTERNAL, _one_line(e)))
             raise
-        error(_one_line(e))
-        return code
+        return out.finish(kind.exit_code, (kind, _one_line(e)))
+    return out.finish(code)
 
 
-def _expected(e: Exception) -> int | None:
-    """The exit code of an error we expect, or None for a bug (shown with its traceback)."""
-    from shared.errors import ConfigError, GeodeployError
+def _expected(e: Exception) -> ErrorKind | None:
+    """The kind of an error we expect, or None for a bug (shown with its traceback)."""
+    from shared.errors import ConfigError, GeodeployError, TransientError
 
     if isinstance(e, ConfigError):
-        return EXIT_USAGE
-    if isinstance(e, GeodeployError):  # PermanentError, TransientError (cluster, Cloudflare, publish)
-        return EXIT_FAILED
+        return ErrorKind.USAGE
+    if isinstance(e, TransientError):  # a cluster, Cloudflare, a secret or a grant: may heal
+        return ErrorKind.UNAVAILABLE
+    if isinstance(e, GeodeployError):  # PermanentError: retrying will not help
+        return ErrorKind.FAILED
     google_auth = sys.modules.get("google.auth.exceptions")
     if google_auth is not None and isinstance(e, google_auth.GoogleAuthError):
-        return EXIT_USAGE  # no or unusable credentials: fix the environment, then retry
+        return ErrorKind.USAGE  # no or unusable credentials: fix the environment, then retry
     api_core = sys.modules.get("google.api_core.exceptions")
-    if api_core is not None and isinstance(e, api_core.GoogleAPICallError | api_core.RetryError):
-        return EXIT_FAILED
+    if api_core is not None:
+        # Pub/Sub (or another Google API) did not answer, or asked us to slow down.
+        if isinstance(e, api_core.ServerError | api_core.TooManyRequests | api_core.RetryError):
+            return ErrorKind.UNAVAILABLE
+        if isinstance(e, api_core.GoogleAPICallError):
+            return ErrorKind.FAILED
     return None
 
 

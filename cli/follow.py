@@ -15,23 +15,84 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from cli.errors import OperationFailed
 from cli.snapshot import RegionSnapshot, read_regions
-from cli.views import clock, say, short_image, table
+from cli.views import clock, image_fields, say, short_image, table
 
 if TYPE_CHECKING:
     from cli.context import Context
     from cli.results import ResultFeed
     from shared.contracts import DeployRequest
 
-__all__ = ["Follower"]
+__all__ = ["Follower", "Outcome", "RegionOutcome", "WaitReport"]
 
-TERMINAL_RESULTS = frozenset({"succeeded", "unchanged", "failed", "rolled_back", "rejected", "superseded"})
-# What counts as done for the exit code; superseded: a newer release is in place, by design.
-OK_OUTCOMES = frozenset({"succeeded", "unchanged", "superseded"})
 POLL_SECONDS = 1.0
+
+
+class Outcome(StrEnum):
+    """How a targeted region ended, as --wait reports it (docs/cli.md, "--wait")."""
+
+    SUCCEEDED = "succeeded"
+    UNCHANGED = "unchanged"  # it already ran exactly this release
+    SUPERSEDED = "superseded"  # a newer release is in place instead, by design
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    REJECTED = "rejected"
+    NOT_STARTED = "not_started"  # an earlier wave did not succeed
+    TIMED_OUT = "timed_out"
+
+    @property
+    def ok(self) -> bool:
+        """Whether it counts as success for the exit code."""
+        return self in (Outcome.SUCCEEDED, Outcome.UNCHANGED, Outcome.SUPERSEDED)
+
+
+# The deploy results that end a region's request (`rolling_back`, `progressing` do not).
+TERMINAL_RESULTS = frozenset(
+    {Outcome.SUCCEEDED, Outcome.UNCHANGED, Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.REJECTED, Outcome.SUPERSEDED}
+)
+# The outcomes after which on_deploy_result starts the next wave.
+WAVE_ADVANCES = frozenset({Outcome.SUCCEEDED, Outcome.UNCHANGED})
+
+
+@dataclass(frozen=True)
+class RegionOutcome:
+    region: str
+    wave: int | None  # None: the release does not follow waves
+    outcome: Outcome
+    detail: str
+    reachable: bool
+    running: str | None  # the image the region runs at the end
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "region": self.region,
+            "wave": self.wave,
+            "outcome": str(self.outcome),
+            "ok": self.outcome.ok,
+            "detail": self.detail,
+            "reachable": self.reachable,
+            "running": image_fields(self.running),
+        }
+
+
+@dataclass(frozen=True)
+class WaitReport:
+    elapsed_seconds: float
+    regions: list[RegionOutcome]
+
+    @property
+    def failed(self) -> list[RegionOutcome]:
+        return [r for r in self.regions if not r.outcome.ok]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "elapsed_seconds": round(self.elapsed_seconds, 1),
+            "succeeded": not self.failed,
+            "regions": [r.as_json() for r in self.regions],
+        }
 
 
 @dataclass
@@ -39,7 +100,7 @@ class Target:
     request: DeployRequest  # what the region's deploy_region receives
     stage: int
     started: bool = False
-    outcome: str | None = None
+    outcome: Outcome | None = None
     detail: str = ""
     follows: str | None = None  # a predicted duplicate: the release already in place
     last_view: tuple[Any, ...] | None = None
@@ -52,9 +113,17 @@ class Target:
 
 class Follower:
     def __init__(
-        self, ctx: Context, feed: ResultFeed, *, message_id: str, stages: list[list[DeployRequest]], title: str
+        self,
+        ctx: Context,
+        feed: ResultFeed,
+        *,
+        message_id: str,
+        stages: list[list[DeployRequest]],
+        title: str,
+        summary: bool = True,
     ) -> None:
         self.ctx = ctx
+        self.show_summary = summary  # the table at the end (a JSON document carries the same)
         self.feed = feed
         self.message_id = message_id
         self.title = title
@@ -66,7 +135,7 @@ class Follower:
 
     # --- the loop ------------------------------------------------------------------------------
 
-    def run(self, timeout: float) -> int:
+    def run(self, timeout: float) -> WaitReport:
         started = time.monotonic()
         deadline = started + timeout
         if len(self.stages) > 1:
@@ -86,14 +155,11 @@ class Follower:
                 time.sleep(rest)
         for t in self.targets:
             if t.outcome is None:
-                t.outcome, t.detail = "timed_out", f"no outcome within {timeout:.0f} s (it may still finish)"
-        self._summary(time.monotonic() - started)
-        failed = [t for t in self.targets if t.outcome not in OK_OUTCOMES]
-        if failed:
-            raise OperationFailed(
-                f"{self.title} did not succeed: " + ", ".join(f"{t.region} {t.outcome}" for t in failed)
-            )
-        return 0
+                t.outcome, t.detail = Outcome.TIMED_OUT, f"no outcome within {timeout:.0f} s (it may still finish)"
+        report = self._report(time.monotonic() - started)
+        if self.show_summary:
+            self._summary(report)
+        return report
 
     def _done(self) -> bool:
         return all(t.outcome is not None for t in self.targets)
@@ -137,10 +203,10 @@ class Follower:
         if current is None or release is None or current.release_id == t.request.release_id:
             t.follows = None  # not a duplicate after all: its result will tell
         elif current.release_id != release.release_id:
-            t.outcome, t.detail = "superseded", f"release {current.release_id} replaced it"
+            t.outcome, t.detail = Outcome.SUPERSEDED, f"release {current.release_id} replaced it"
             self._line(t.region, f"{t.outcome}: {t.detail}")
-        elif release.status in ("succeeded", "failed", "superseded"):
-            t.outcome = "unchanged" if release.status == "succeeded" else release.status
+        elif release.finished:
+            t.outcome = Outcome.UNCHANGED if release.status == "succeeded" else Outcome(release.status)
             t.detail = f"already released as {release.release_id}"
             self._line(t.region, f"{t.outcome}: {t.detail}")
 
@@ -159,7 +225,7 @@ class Follower:
         # deploy_region reports `rolling_back` when a rollout failed, then the outcome.
         self._line(t.region, f"result: {_describe(status, reason, message, r)}")
         if status in TERMINAL_RESULTS:
-            t.outcome, t.detail = status, _detail(status, reason, message, r)
+            t.outcome, t.detail = Outcome(status), _detail(status, reason, message, r)
 
     # --- waves ---------------------------------------------------------------------------------------
 
@@ -199,7 +265,7 @@ class Follower:
             return
         outcomes = {t.outcome for t in stage}
         wave = stage[0].request.wave
-        if outcomes <= {"succeeded", "unchanged"}:  # on_deploy_result advances on both
+        if outcomes <= WAVE_ADVANCES:
             following = self.stages[self.current_stage + 1]
             names = ", ".join(t.region for t in following)
             say(f"{clock()}  wave {wave} succeeded; wave {following[0].request.wave} starts: {names}")
@@ -213,34 +279,41 @@ class Follower:
             release = self._already_released(t, s)
             current = s.record.current
             if release is not None and current is not None and current.status == "succeeded":
-                t.outcome, t.detail = "unchanged", f"already released as {release}"
+                t.outcome, t.detail = Outcome.UNCHANGED, f"already released as {release}"
             else:
-                t.outcome, t.detail = "not_started", why
+                t.outcome, t.detail = Outcome.NOT_STARTED, why
             self._line(t.region, f"{t.outcome}: {t.detail}")
         self.current_stage = len(self.stages) - 1
 
     # --- the end ------------------------------------------------------------------------------------
 
-    def _summary(self, elapsed: float) -> None:
+    def _report(self, elapsed: float) -> WaitReport:
         snapshots = {s.region.name: s for s in self._read(self.targets)}
         follows_waves = len(self.stages) > 1
-        rows = []
+        regions = []
         for t in self.targets:
             s = snapshots[t.region]
-            running = "unreachable"
-            if s.reachable:
-                running = short_image(s.rollout().image) if s.deployed else "-"
-            rows.append([t.region, t.request.wave if follows_waves else "-", t.outcome, running, t.detail])
+            assert t.outcome is not None  # every target has one by now
+            running = s.rollout().image if s.reachable and s.deployed else None
+            wave = t.request.wave if follows_waves else None
+            regions.append(RegionOutcome(t.region, wave, t.outcome, t.detail, s.reachable, running))
+        return WaitReport(elapsed, regions)
+
+    def _summary(self, report: WaitReport) -> None:
+        rows = [
+            [r.region, r.wave, r.outcome, short_image(r.running) if r.reachable else "unreachable", r.detail]
+            for r in report.regions
+        ]
         say()
-        say(f"{self.title}: done in {elapsed:.0f} s (message {self.message_id})")
+        say(f"{self.title}: done in {report.elapsed_seconds:.0f} s (message {self.message_id})")
         say(table(["REGION", "WAVE", "OUTCOME", "RUNNING", "DETAIL"], rows, indent="  "))
 
 
 def _describe(status: str, reason: str, message: str, r: dict[str, Any]) -> str:
     why = f" ({reason})" if reason else ""
-    if status == "succeeded":
+    if status == Outcome.SUCCEEDED:
         return f"succeeded: running {short_image(r.get('image'))}"
-    if status == "rolled_back":
+    if status == Outcome.ROLLED_BACK:
         return f"rolled back{why}: {short_image(r.get('image'))} failed, {short_image(r.get('rolled_back_to'))} runs"
     if status == "rolling_back":
         return f"failed{why}: rolling back to {short_image(r.get('rolled_back_to'))}"
@@ -251,8 +324,8 @@ def _describe(status: str, reason: str, message: str, r: dict[str, Any]) -> str:
 
 def _detail(status: str, reason: str, message: str, r: dict[str, Any]) -> str:
     """The summary's short account of a region's outcome."""
-    if status == "succeeded":
+    if status == Outcome.SUCCEEDED:
         return f"release {r.get('release_id')}"
-    if status == "rolled_back":
+    if status == Outcome.ROLLED_BACK:
         return f"{reason}: rolled back to {short_image(r.get('rolled_back_to'))}"
     return ": ".join(part for part in (reason, message) if part)

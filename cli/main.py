@@ -11,9 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["build_parser", "main"]
+from cli.exit_codes import ErrorKind, ExitCode
+from cli.output import Output, OutputFormat  # the standard library only, as this module
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+__all__ = ["COMMANDS", "build_parser", "main"]
 
 _OVERVIEW = """\
 Deliver an app to its GKE regions and steer users through Cloudflare, by hand.
@@ -23,20 +24,25 @@ deployed functions, exactly as an image push would be; --wait follows them live.
 """
 
 _EXIT_CODES = """\
-exit codes: 0 success · 1 the operation failed (a deploy that failed, drift found,
-a cluster or API that did not answer) · 2 usage or configuration error · 130 interrupted
+exit codes: 0 success · 1 the operation failed, or found something (diff: changes;
+drift --run: drift) · 2 usage or configuration error · 3 could not check (a cluster
+or API did not answer) · 130 interrupted. With -o json, stdout is one JSON document,
+errors included (docs/cli.md).
 
 environment: GEODEPLOY_CONFIG (default --config), GEODEPLOY_SANDBOX (default --sandbox);
 without a sandbox the CLI uses Application Default Credentials and api.cloudflare.com.
 """
 
 
+class BadUsage(Exception):
+    """What argparse refused; main reports it as text or JSON, with exit code 2."""
+
+
 class Parser(argparse.ArgumentParser):
     """Usage errors are one line (and exit code 2), like every other error of the CLI."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-        raise SystemExit(EXIT_USAGE)
+        raise BadUsage(f"{message} (see {self.prog} --help)")
 
 
 @dataclass(frozen=True)
@@ -54,9 +60,16 @@ def _regions(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def _json_alias(p: argparse.ArgumentParser) -> None:
+    # The option status and history had before --output: kept for the scripts that use it.
+    p.add_argument(
+        "--json", dest="output", action="store_const", const="json", default=argparse.SUPPRESS, help="= --output json"
+    )
+
+
 def _status_args(p: argparse.ArgumentParser) -> None:
     _regions(p, "only this region")
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    _json_alias(p)
 
 
 _IMAGE_HELP = "sha256:<hex> (in the app's repository) or <repository>@sha256:<hex>"
@@ -109,7 +122,7 @@ def _kustomize_args(p: argparse.ArgumentParser) -> None:
 def _history_args(p: argparse.ArgumentParser) -> None:
     _regions(p, "only this region")
     p.add_argument("--limit", type=int, default=10, metavar="N", help="at most N releases per region (default: 10)")
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    _json_alias(p)
 
 
 def _import_args(p: argparse.ArgumentParser) -> None:
@@ -132,7 +145,7 @@ COMMANDS = [
         "status",
         "inspect",
         "Show what runs in each region and how Cloudflare steers traffic to it.",
-        "geodeploy status\n  geodeploy --app shop status --json",
+        "geodeploy status\n  geodeploy --app shop status -o json",
         _status_args,
     ),
     Command(
@@ -147,7 +160,8 @@ COMMANDS = [
         "diff",
         "manifests",
         "Preview a release against the live cluster: what would be created or changed.",
-        "geodeploy diff --region europe-west1 --image sha256:3f2a...",
+        "geodeploy diff --region europe-west1 --image sha256:3f2a...\n"
+        "  geodeploy diff -o json --region europe-west1 --image sha256:3f2a...   # exit 1: something would change",
         _render_args,
     ),
     Command(
@@ -224,6 +238,13 @@ def _global_options(top_level: bool) -> Parser:
     )
     options.add_argument("--app", metavar="NAME", help="the app (default: the config's only app)", **default)
     options.add_argument(
+        "-o",
+        "--output",
+        choices=[str(f) for f in OutputFormat],
+        help="text for people (default), or json: one JSON document on stdout, progress on stderr",
+        **({"default": str(OutputFormat.TEXT)} if top_level else default),
+    )
+    options.add_argument(
         "-v",
         "--verbose",
         action="store_true",
@@ -258,11 +279,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = build_parser().parse_args(argv)
+    except BadUsage as e:
+        return _bad_usage(argv, str(e))
     from cli.errors import run_guarded  # after parsing: --help stays import-free
 
+    out = Output(args.command, OutputFormat(args.output))
     module = importlib.import_module(f"cli.commands.{args.module}")
-    return run_guarded(lambda: module.run(args), verbose=args.verbose)
+    return int(run_guarded(lambda: module.run(args, out), out, verbose=args.verbose))
+
+
+def _bad_usage(argv: list[str], message: str) -> int:
+    """argparse gave up, so what was asked is read from argv itself: the command, and
+    whether the error must be a JSON document."""
+    names = {c.name for c in COMMANDS}
+    command = next((a for a in argv if a in names), None)
+    as_json = _asks_for_json(argv)
+    out = Output(command, OutputFormat.JSON if as_json else OutputFormat.TEXT)
+    return int(out.finish(ExitCode.USAGE, (ErrorKind.USAGE, message)))
+
+
+def _asks_for_json(argv: list[str]) -> bool:
+    last = None
+    for i, arg in enumerate(argv):
+        if arg in ("-o", "--output") and i + 1 < len(argv):
+            last = argv[i + 1]
+        elif arg.startswith(("--output=", "-o=")):
+            last = arg.split("=", 1)[1]
+        elif arg.startswith("-o") and not arg.startswith("-o="):
+            last = arg[2:]
+        elif arg == "--json":
+            last = "json"
+    return last == "json"
 
 
 if __name__ == "__main__":

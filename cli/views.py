@@ -10,9 +10,30 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["brief", "clock", "compact", "error", "say", "short_image", "table", "trigger_text", "when"]
+__all__ = [
+    "brief",
+    "clock",
+    "compact",
+    "document",
+    "error",
+    "image_fields",
+    "say",
+    "short_image",
+    "table",
+    "text_to_stderr",
+    "trigger_text",
+    "when",
+]
 
 NONE = "-"
+
+# With --output json, stdout is the document's alone: every text line goes to stderr.
+_text_on_stderr = False
+
+
+def text_to_stderr(on: bool) -> None:
+    global _text_on_stderr  # one process, one output format
+    _text_on_stderr = on
 
 
 def _redact(text: str) -> str:
@@ -21,8 +42,15 @@ def _redact(text: str) -> str:
 
 
 def say(text: str = "") -> None:
-    sys.stdout.write(_redact(text) + "\n")
-    sys.stdout.flush()  # live views are read as they happen, often through a pipe
+    stream = sys.stderr if _text_on_stderr else sys.stdout
+    stream.write(_redact(text) + "\n")
+    stream.flush()  # live views are read as they happen, often through a pipe
+
+
+def document(value: dict[str, Any]) -> None:
+    """The one JSON document of --output json, on stdout."""
+    sys.stdout.write(_redact(json.dumps(value, indent=2, default=str)) + "\n")
+    sys.stdout.flush()
 
 
 def error(text: str) -> None:
@@ -50,6 +78,20 @@ def short_image(image: str | None) -> str:
         return ImageRef.parse(image).short
     except ValueError:
         return image
+
+
+def image_fields(image: str | None) -> dict[str, str | None]:
+    """An image in a JSON document: the reference, its digest and the short digest (all
+    null when there is none; digest null for an image that is not pinned)."""
+    if not image:
+        return {"image": None, "digest": None, "digest_short": None}
+    from shared.contracts import ImageRef
+
+    try:
+        ref = ImageRef.parse(image)
+    except ValueError:
+        return {"image": image, "digest": None, "digest_short": None}
+    return {"image": image, "digest": ref.digest, "digest_short": ref.short}
 
 
 def when(moment: datetime | None) -> str:

@@ -6,6 +6,7 @@ return → HTTP 200 → acked.  raise → HTTP 500 → redelivered (retries are 
 - events older than rollout.max_event_age_seconds: logged and acked, so a poisoned
   event cannot retry for the whole 24 h retry window.
 Every event ends with one `event_handled` line: its outcome and how long it took.
+Every line of the call carries its execution id and trace (shared/logs.py `call_context`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import ConfigError, NotYet, PermanentError, TransientError
-from shared.logs import BoundLogger, configure_logging, get_logger
+from shared.logs import (
+    CALL_HEADERS,
+    BoundLogger,
+    CallContext,
+    call_context,
+    call_context_of,
+    configure_logging,
+    get_logger,
+)
 
 __all__ = ["EventInfo", "run_handler"]
 
@@ -40,14 +49,25 @@ def run_handler(
     """`decode` turns the event's data into the handler's dict (default: the message's
     JSON object, decode_pubsub_data)."""
     configure_logging()
-    from shared.contracts import decode_pubsub_data
-    from shared.settings import load_instance_config, load_settings
-
     info = EventInfo(
         id=str(cloud_event["id"]),
         published_at=_parse_time(cloud_event["time"]),
         source=str(cloud_event["source"]),
     )
+    with call_context(_call_of(cloud_event, info)):
+        _handle_event(function, cloud_event, handler, info, decode)
+
+
+def _handle_event(
+    function: str,
+    cloud_event: Any,
+    handler: Handler,
+    info: EventInfo,
+    decode: Callable[[Any], dict[str, Any]] | None,
+) -> None:
+    from shared.contracts import decode_pubsub_data
+    from shared.settings import load_instance_config, load_settings
+
     log = get_logger(function, function=function, event_id=info.id, region=load_settings().region)
     started, outcome = time.monotonic(), REDELIVER
     try:
@@ -76,6 +96,18 @@ def run_handler(
         raise
     finally:
         log.info("event_handled", outcome=outcome, seconds=round(time.monotonic() - started, 3))
+
+
+def _call_of(cloud_event: Any, info: EventInfo) -> CallContext:
+    """The call's execution id and trace, from the request functions-framework is serving."""
+    import flask  # functions-framework's own web framework, loaded with it: no import cost
+
+    found = flask.request.headers if flask.has_request_context() else None
+    # Looked up by name: the request's headers are case-insensitive, the Mapping we pass is not.
+    headers = {name: value for name in CALL_HEADERS if found is not None and (value := found.get(name))}
+    get = getattr(cloud_event, "get", None)  # a CloudEvent's extension attributes
+    traceparent = get("traceparent") if callable(get) else None
+    return call_context_of(headers, event_source=info.source, event_traceparent=traceparent)
 
 
 def _parse_time(value: Any) -> datetime:

@@ -158,6 +158,9 @@ resource "google_cloudfunctions2_function" "fn" {
     environment_variables = merge(
       # The bundled config: the source root is /workspace in the gen2 Python runtime.
       { GEODEPLOY_CONFIG = "/workspace/geodeploy.yaml" },
+      # shared/topology.py RUNTIME_ENVIRONMENT: functions-framework labels its own lines
+      # with the call's execution id, as shared/logs.py labels ours.
+      { LOG_EXECUTION_ID = "true" },
       each.value.region == null ? {} : { GEODEPLOY_REGION = each.value.region },
     )
   }

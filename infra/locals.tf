@@ -303,3 +303,77 @@ locals {
     }
   }
 }
+
+# Monitoring (monitoring.tf): the same log-based metrics and alert thresholds as
+# shared/monitoring.py's log_metrics_of / alert_policies_of, which tests/infra compares
+# with these. The event names are shared/log_events.py's.
+locals {
+  alerts_defaults = {
+    drained_minutes           = 30
+    dead_letter_messages      = 1
+    failed_rollouts           = 1
+    drift_check_slack_minutes = 30
+  }
+  alerts = {
+    notification_channels     = try(local.config.alerts.notification_channels, null) == null ? [] : local.config.alerts.notification_channels
+    drained_minutes           = coalesce(try(local.config.alerts.drained_minutes, null), local.alerts_defaults.drained_minutes)
+    dead_letter_messages      = coalesce(try(local.config.alerts.dead_letter_messages, null), local.alerts_defaults.dead_letter_messages)
+    failed_rollouts           = coalesce(try(local.config.alerts.failed_rollouts, null), local.alerts_defaults.failed_rollouts)
+    drift_check_slack_minutes = try(local.config.alerts.drift_check_slack_minutes, null) == null ? local.alerts_defaults.drift_check_slack_minutes : local.config.alerts.drift_check_slack_minutes
+  }
+
+  # The drift schedule's longest gap between two runs, for a daily-repeating cron (day of
+  # month, month and day of week `*`; minute and hour `*`, `*/n`, `a`, `a-b`, `a-b/n`, or
+  # lists): as shared/schedule.py works it out. null for any other schedule: no alert
+  # unless alerts.drift_check_overdue_minutes states its time.
+  drift_cron = split(" ", trimspace(local.drift_schedule))
+  drift_cron_values = length(local.drift_cron) != 5 || join(" ", slice(local.drift_cron, 2, min(5, length(local.drift_cron)))) != "* * *" ? null : try({
+    for name, f in { minute = { text = local.drift_cron[0], size = 60 }, hour = { text = local.drift_cron[1], size = 24 } } :
+    name => sort(distinct(flatten([
+      for item in split(",", f.text) : [
+        for v in range(
+          split("/", item)[0] == "*" ? 0 : tonumber(split("-", split("/", item)[0])[0]),
+          (split("/", item)[0] == "*" ? f.size - 1 : tonumber(split("-", split("/", item)[0])[length(split("-", split("/", item)[0])) - 1])) + 1,
+          length(split("/", item)) > 1 ? tonumber(split("/", item)[1]) : 1
+        ) : format("%04d", v)
+      ]
+    ])))
+  }, null)
+  drift_run_minutes = local.drift_cron_values == null ? [] : flatten([
+    for h in local.drift_cron_values.hour : [for m in local.drift_cron_values.minute : tonumber(h) * 60 + tonumber(m)]
+  ])
+  drift_longest_gap_minutes = length(local.drift_run_minutes) == 0 ? null : max([
+    for i, t in local.drift_run_minutes : (i + 1 < length(local.drift_run_minutes) ? local.drift_run_minutes[i + 1] : local.drift_run_minutes[0] + 1440) - t
+  ]...)
+  # 0: no alert: stated, or a schedule not worked out or sparser than an absence can wait
+  # for (1410 minutes), as in shared/config.py.
+  drift_check_overdue_minutes = (
+    try(local.config.alerts.drift_check_overdue_minutes, null) != null ? local.config.alerts.drift_check_overdue_minutes :
+    local.drift_longest_gap_minutes == null ? 0 :
+    local.drift_longest_gap_minutes + local.alerts.drift_check_slack_minutes > 1410 ? 0 :
+    local.drift_longest_gap_minutes + local.alerts.drift_check_slack_minutes
+  )
+
+  # Each metric counts the lines with one of its events from the functions that write them.
+  log_metric_sources = {
+    deploy_results   = { entry_points = ["deploy_region"], events = ["result_published"], labels = { status = "status", app = "app", region = "region" } }
+    rollbacks        = { entry_points = ["deploy_region", "on_control"], events = ["automatic_rollback_started", "rollback_requested"], labels = { event = "event", app = "app" } }
+    drift_findings   = { entry_points = ["check_drift"], events = ["drift_detected"], labels = { system = "system", app = "app", region = "region" } }
+    drift_checks     = { entry_points = ["check_drift"], events = ["drift_checked"], labels = {} }
+    drained_too_long = { entry_points = ["reconcile_traffic"], events = ["pool_drained"], labels = { region = "drained_region" } }
+  }
+  log_metrics = {
+    for key, m in local.log_metric_sources : key => {
+      name = "${local.name}-${replace(key, "_", "-")}"
+      filter = join(" AND ", concat(
+        [
+          "resource.type=\"cloud_run_revision\"",
+          "(${join(" OR ", [for n, f in local.functions : "resource.labels.service_name=\"${n}\"" if contains(m.entry_points, f.entry_point)])})",
+          "(${join(" OR ", [for e in m.events : "jsonPayload.event=\"${e}\""])})",
+        ],
+        key == "drained_too_long" ? ["jsonPayload.drained_seconds>=${local.alerts.drained_minutes * 60}"] : [],
+      ))
+      labels = m.labels
+    }
+  }
+}

@@ -46,8 +46,14 @@ from sandbox.standins.cloudflare import CloudflareStandinControl
 from sandbox.standins.google_apis import GoogleStandinControl, write_authorized_user_credentials
 from sandbox.standins.webhooks import WebhookStandinControl
 from shared.config import Config, load_config
+from shared.topology import (
+    RUNTIME_ENVIRONMENT,
+    dead_letter_topic_for,
+    functions_of,
+    service_account_email,
+    subscription_name,
+)
 from shared.topology import FunctionSpec as DeployedFunction
-from shared.topology import dead_letter_topic_for, functions_of, service_account_email, subscription_name
 
 __all__ = ["Sandbox", "stop_recorded_sandbox"]
 
@@ -347,6 +353,7 @@ class Sandbox:
                     name=fn.name,
                     target=fn.entry_point,
                     env={
+                        **RUNTIME_ENVIRONMENT,  # as infra/functions.tf sets it
                         # its own identity, as Cloud Functions gives it its service account
                         "GOOGLE_APPLICATION_CREDENTIALS": str(
                             self.credentials[service_account_email(config, fn.identity)]

@@ -30,9 +30,10 @@ from pydantic import (
 from shared.errors import ConfigError, InvalidMessage
 from shared.manifest_sources import BUILTIN, KUSTOMIZE, ManifestSource, SourceFiles, read_rendered, read_source
 from shared.notification_kinds import NotificationStatus, WebhookKind
+from shared.schedule import longest_gap_minutes
 from shared.yaml_loading import load_strict
 
-__all__ = ["App", "Config", "DirectoryFiles", "Region", "load_config", "parse_config"]
+__all__ = ["Alerts", "App", "Config", "DirectoryFiles", "Region", "load_config", "parse_config"]
 
 # Cloudflare's 13 geo-steering region codes.
 CloudflareRegionCode = Literal[
@@ -365,6 +366,37 @@ class Drift(_Model):
     heal: bool = False
 
 
+# --- alerts: thresholds of infra/monitoring.tf's alert policies ---------------------------
+
+# The longest absence a Cloud Monitoring metric-absence condition can wait for (23.5 h).
+MAX_ABSENCE_MINUTES = 1410
+
+
+class Alerts(_Model):
+    """Thresholds of the alert policies infra/ creates (shared/monitoring.py lists them)."""
+
+    # Cloud Monitoring channels every policy notifies: projects/<project>/notificationChannels/<id>.
+    notification_channels: list[Annotated[str, Field(pattern=r"^projects/[^/]+/notificationChannels/[0-9]+$")]] = []
+    # A region whose pool reconcile_traffic has kept disabled longer than this.
+    drained_minutes: int = Field(default=30, ge=1, le=10080)
+    # Undelivered messages on the dead-letter subscription that raise the alert.
+    dead_letter_messages: int = Field(default=1, ge=1)
+    # Failed rollouts (results `failed` or `rolling_back`) of one app in one region within
+    # 10 minutes that raise the alert.
+    failed_rollouts: int = Field(default=1, ge=1)
+    # A drift check overdue: no completed check for the schedule's longest gap plus this.
+    drift_check_slack_minutes: int = Field(default=30, ge=0)
+    # Or the overdue time itself, for a schedule geodeploy cannot work out; 0: no alert.
+    drift_check_overdue_minutes: int | None = Field(default=None, ge=0, le=MAX_ABSENCE_MINUTES)
+
+    @field_validator("drift_check_overdue_minutes")
+    @classmethod
+    def _an_absence_alert_waits_two_minutes(cls, value: int | None) -> int | None:
+        if value == 1:
+            raise ValueError("0 (no alert) or at least 2: Cloud Monitoring waits at least 2 minutes for an absence")
+        return value
+
+
 class Topics(_Model):
     images: DnsLabel = "gcr"
     deploy_prefix: DnsLabel = "geodeploy-deploy"  # one topic per region: <prefix>-<region>
@@ -456,6 +488,7 @@ class Config(_Model):
     topics: Topics = Topics()
     rollout: Rollout = Rollout()
     drift: Drift = Drift()
+    alerts: Alerts = Alerts()
     cloudflare: Cloudflare
     apps: list[App] = Field(min_length=1)
     regions: list[Region] = Field(min_length=1)
@@ -498,6 +531,19 @@ class Config(_Model):
         self._check_progress_deadlines()
         self.notifications.check_against({a.name for a in self.apps}, {self.cloudflare.api_token_secret})
         return self
+
+    @property
+    def drift_check_overdue_minutes(self) -> int:
+        """How long without a finished drift check raises the alert; 0: no alert. Worked
+        out from the schedule unless stated; a schedule geodeploy cannot work out, or one
+        sparser than a Cloud Monitoring absence can wait for, gets none."""
+        alerts = self.alerts
+        if alerts.drift_check_overdue_minutes is not None:
+            return alerts.drift_check_overdue_minutes
+        gap = longest_gap_minutes(self.drift.schedule)
+        if gap is None or gap + alerts.drift_check_slack_minutes > MAX_ABSENCE_MINUTES:
+            return 0
+        return gap + alerts.drift_check_slack_minutes
 
     def _check_progress_deadlines(self) -> None:
         """A brought Deployment's progress deadline is the rollout's (rendering fills it in

@@ -5,18 +5,40 @@ Events are named in the past tense (`manifests_applied`, `rollout_failed`). Logg
 carry bound context (app, region, digest, release). Secret values registered with
 `register_secret` are replaced by "[redacted]" in every line, as a last line of
 defence: code should never log a secret in the first place.
+
+Every line written during a function call (`call_context`, set by functions/_entry.py)
+carries the fields Cloud Logging groups a call's entries by: the execution id as the
+label `execution_id` (what functions-framework's LOG_EXECUTION_ID puts on its own
+lines), and the request's trace and span (`logging.googleapis.com/trace`,
+`logging.googleapis.com/spanId`, `logging.googleapis.com/trace_sampled`), so a call's
+lines sit under its Cloud Run request log. Threads a call starts carry it too
+(shared/flows/regions.py runs them in the call's context).
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+import re
 import sys
 import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["BoundLogger", "configure_logging", "get_logger", "register_secret"]
+__all__ = [
+    "CALL_HEADERS",
+    "BoundLogger",
+    "CallContext",
+    "call_context",
+    "call_context_of",
+    "configure_logging",
+    "get_logger",
+    "register_secret",
+]
 
 _ROOT = "geodeploy"
 _secrets: set[str] = set()
@@ -40,6 +62,91 @@ def redact(text: str) -> str:
     return text
 
 
+# --- the call a line belongs to ------------------------------------------------------------
+
+LABELS = "logging.googleapis.com/labels"
+TRACE = "logging.googleapis.com/trace"
+SPAN_ID = "logging.googleapis.com/spanId"
+TRACE_SAMPLED = "logging.googleapis.com/trace_sampled"
+
+# W3C traceparent: version-traceid-spanid-flags, lower-case hex, neither id all zeros.
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-(?P<trace>[0-9a-f]{32})-(?P<span>[0-9a-f]{16})-(?P<flags>[0-9a-f]{2})$")
+# Google's X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=OPTIONS, the span id in decimal.
+_CLOUD_TRACE = re.compile(r"^(?P<trace>[0-9a-fA-F]{32})(?:/(?P<span>[0-9]{1,20}))?(?:;o=(?P<options>[0-9]+))?$")
+_PROJECT_IN_SOURCE = re.compile(r"/projects/(?P<project>[a-z][-a-z0-9.:]*[a-z0-9])/")
+
+
+# The request headers call_context_of reads.
+CALL_HEADERS = ("Function-Execution-Id", "traceparent", "X-Cloud-Trace-Context")
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """What Cloud Logging groups one call's lines by."""
+
+    execution_id: str | None = None
+    trace: str | None = None  # projects/<project>/traces/<trace id>
+    span_id: str | None = None  # 16 hex digits, as LogEntry.spanId wants it
+    sampled: bool | None = None
+
+    def fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        if self.execution_id:
+            fields[LABELS] = {"execution_id": self.execution_id}
+        if self.trace:
+            fields[TRACE] = self.trace
+            if self.span_id:
+                fields[SPAN_ID] = self.span_id
+            if self.sampled is not None:
+                fields[TRACE_SAMPLED] = self.sampled
+        return fields
+
+
+def _trace_of(header: str | None) -> tuple[str, str, bool] | None:
+    """(trace id, span id, sampled) of a traceparent or X-Cloud-Trace-Context value."""
+    value = (header or "").strip()
+    if m := _TRACEPARENT.match(value):
+        if m["trace"] != "0" * 32 and m["span"] != "0" * 16:
+            return m["trace"], m["span"], bool(int(m["flags"], 16) & 1)
+        return None
+    if m := _CLOUD_TRACE.match(value):
+        span = int(m["span"]) if m["span"] else 0
+        span_id = f"{span:016x}" if 0 < span < 2**64 else ""
+        return m["trace"].lower(), span_id, m["options"] == "1"
+    return None
+
+
+def call_context_of(
+    headers: Mapping[str, str], *, event_source: str, event_traceparent: str | None = None
+) -> CallContext:
+    """The context of a call from its request's headers (`Function-Execution-Id`, which
+    functions-framework sets on every request that lacks one; `traceparent`, else
+    `X-Cloud-Trace-Context`, the request's trace that Cloud Run's request log carries)
+    or, failing those, the CloudEvent's `traceparent` extension. The trace is named in
+    the project the event came from (its source: //pubsub.googleapis.com/projects/<p>/...)."""
+    execution_id = headers.get("Function-Execution-Id") or None
+    found = _trace_of(headers.get("traceparent")) or _trace_of(headers.get("X-Cloud-Trace-Context"))
+    found = found or _trace_of(event_traceparent)
+    project = _PROJECT_IN_SOURCE.search(event_source + "/")
+    if found is None or project is None:
+        return CallContext(execution_id=execution_id)
+    trace_id, span_id, sampled = found
+    return CallContext(execution_id, f"projects/{project['project']}/traces/{trace_id}", span_id or None, sampled)
+
+
+_call: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar("geodeploy_call", default=None)
+
+
+@contextmanager
+def call_context(context: CallContext) -> Iterator[None]:
+    """Every line logged inside (in this thread, or one started in its context) carries `context`."""
+    token = _call.set(context)
+    try:
+        yield
+    finally:
+        _call.reset(token)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = dict(getattr(record, "fields", {}))
@@ -52,6 +159,9 @@ class JsonFormatter(logging.Formatter):
         )
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        call = _call.get()
+        if call is not None:
+            entry.update(call.fields())
         return redact(json.dumps(entry, default=str, sort_keys=False))
 
 
@@ -69,12 +179,18 @@ def configure_logging(level: int = logging.INFO) -> None:
     global _configured
     if _configured:
         return
-    handler = logging.StreamHandler(sys.stdout)
+    # The process's own stdout, not whatever sys.stdout is during the first call:
+    # functions-framework (LOG_EXECUTION_ID) swaps sys.stdout for a wrapper while it
+    # serves a request, and a handler holding that wrapper would have our lines rewritten
+    # by it (its decimal span id over ours; a blank line after each from another thread).
+    handler = logging.StreamHandler(sys.__stdout__ or sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger(_ROOT)
     root.addHandler(handler)
     root.setLevel(level)
-    root.propagate = True  # so pytest's caplog still sees records
+    # Not to the root logger: functions-framework's LOG_EXECUTION_ID gives it a handler
+    # of its own, which would print every warning a second time, as plain text.
+    root.propagate = False
     _configured = True
 
 

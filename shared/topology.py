@@ -17,6 +17,7 @@ from typing import NamedTuple
 from shared.config import Config
 
 __all__ = [
+    "RUNTIME_ENVIRONMENT",
     "Access",
     "FunctionSpec",
     "KubeRule",
@@ -283,3 +284,9 @@ def service_account_email(config: Config, identity: str) -> str:
 
 def subscription_name(function: FunctionSpec, topic: str) -> str:
     return f"{function.name}--{topic}"
+
+
+# Set on every function, by infra/functions.tf and the sandbox alike: functions-framework
+# then labels its own log lines (a crash's traceback) with the call's execution id, as
+# shared/logs.py labels geodeploy's.
+RUNTIME_ENVIRONMENT = {"LOG_EXECUTION_ID": "true"}

@@ -31,6 +31,7 @@ __all__ = [
     "desired_load_balancer",
     "desired_monitor",
     "desired_pool",
+    "drained_since",
     "monitor_description",
     "reconcile_mark_name",
     "reconcile_mark_started",
@@ -214,3 +215,17 @@ def reconcile_mark_started(obj: Object | None) -> datetime | None:
     except ValueError:
         return None
     return started if started.tzinfo is not None else None
+
+
+def drained_since(pool: Object, now: datetime) -> datetime:
+    """Since when a pool that this reconcile leaves disabled has been drained, as far as
+    Cloudflare tells: its last change (`modified_on`) if it was disabled before this
+    reconcile, else now. Any later edit of a drained pool moves `modified_on`, so this
+    is never earlier than the drain: an alert on it may be late, never early."""
+    if pool.get("enabled", True):
+        return now
+    try:
+        modified = datetime.fromisoformat(str(pool.get("modified_on")).replace("Z", "+00:00"))
+    except ValueError:
+        return now
+    return min(modified, now) if modified.tzinfo is not None else now

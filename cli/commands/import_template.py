@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cli.errors import UsageError
+from cli.exit_codes import ExitCode
+from cli.output import Output
 from cli.views import note, say
 
 if TYPE_CHECKING:
@@ -21,20 +23,33 @@ __all__ = ["run"]
 OUTPUT_NAME = "k8s.yaml"
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, out: Output) -> int:
     if not args.app:  # a global option elsewhere (the config's only app); here it names a new one
         raise UsageError("import needs --app NAME: the app's name in geodeploy.yaml")
     files, template = _template_files(args.template)
     namespace = args.namespace or _namespace_named(files, template)
     source = _load(files, template, namespace)  # first: its refusals say what is wrong with the file
     _check_entry(args.app, args.repository, namespace)
-    out = Path(args.out)
-    target = out / args.app / OUTPUT_NAME
+    directory = Path(args.out)
+    target = directory / args.app / OUTPUT_NAME
     _write(target, _upgraded_yaml(source, args.template), force=args.force)
     for change in source.notes:  # what loading upgraded or dropped, as render reports it
         note(change)
-    say(_entry_text(args.app, args.repository, namespace, source, out))
-    return 0
+    entry = _entry(args.app, args.repository, namespace)
+    out.result(
+        {
+            "app": args.app,
+            "template": args.template,
+            "written": str(target),
+            "objects": len(source.documents),
+            "notes": list(source.notes),
+            "hints": _deadline_hints(source),
+            "entry": entry,
+        }
+    )
+    if not out.json:
+        say(_entry_text(entry, source, directory))
+    return ExitCode.OK
 
 
 def _template_files(template: str) -> tuple[DirectoryFiles, str]:
@@ -148,15 +163,20 @@ def _write(target: Path, text: str, *, force: bool) -> None:
         raise UsageError(f"{target} already exists: pass --force to overwrite it") from None
 
 
-def _entry_text(app: str, repository: str, namespace: str, source: ManifestSource, out: Path) -> str:
-    import yaml
-
-    entry = {
+def _entry(app: str, repository: str, namespace: str) -> dict[str, Any]:
+    """The app's entry for geodeploy.yaml's `apps:` list."""
+    return {
         "name": app,
         "repository": repository,
         "namespace": namespace,
         "source": {"template": f"{app}/{OUTPUT_NAME}"},
     }
+
+
+def _entry_text(entry: dict[str, Any], source: ManifestSource, out: Path) -> str:
+    import yaml
+
+    app = entry["name"]
     comments = [
         f"Wrote {out / app / OUTPUT_NAME} ({len(source.documents)} objects). Paste this entry into the",
         f"geodeploy.yaml in {out.resolve()} (a template's path is relative to the config's directory); then",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING, Any
 
 from cli.context import Context, build_context
+from cli.exit_codes import ExitCode
+from cli.output import Output
 from cli.snapshot import RegionSnapshot, read_regions
-from cli.views import NONE, say, short_image, table, trigger_text, when
+from cli.views import NONE, image_fields, say, short_image, table, trigger_text, when
 
 if TYPE_CHECKING:
     from shared.releases import Release
@@ -16,23 +17,24 @@ if TYPE_CHECKING:
 __all__ = ["run"]
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, out: Output) -> int:
     ctx = build_context(args)
     if args.command == "status":
-        return status(ctx, args)
-    return history(ctx, args)
+        return status(ctx, args, out)
+    return history(ctx, args, out)
 
 
 # --- status ----------------------------------------------------------------------------------
 
 
-def status(ctx: Context, args: argparse.Namespace) -> int:
+def status(ctx: Context, args: argparse.Namespace, out: Output) -> int:
+    """A region that does not answer is part of the answer (`reachable: false`): exit 0."""
     regions = ctx.regions(args.regions)
     snapshots = read_regions(ctx, regions)
     cloudflare = _cloudflare_view(ctx, snapshots) if ctx.steered else None
-    if args.json:
-        say(json.dumps(_status_json(ctx, snapshots, cloudflare), indent=2, default=str))
-        return 0
+    out.result(_status_json(ctx, snapshots, cloudflare))
+    if out.json:
+        return ExitCode.OK
     say(f"{ctx.app.name}  (namespace {ctx.app.namespace}, project {ctx.config.project}, config {ctx.config_path.name})")
     say()
     rows = [_region_row(ctx, s) for s in snapshots]
@@ -63,7 +65,7 @@ def status(ctx: Context, args: argparse.Namespace) -> int:
                 ],
             )
         )
-    return 0
+    return ExitCode.OK
 
 
 def _region_row(ctx: Context, s: RegionSnapshot) -> list[Any]:
@@ -120,26 +122,37 @@ def _cloudflare_view(ctx: Context, snapshots: list[RegionSnapshot]) -> dict[str,
 def _status_json(ctx: Context, snapshots: list[RegionSnapshot], cloudflare: dict[str, Any] | None) -> dict[str, Any]:
     regions = []
     for s in snapshots:
-        entry: dict[str, Any] = {"region": s.region.name, "reachable": s.reachable, "error": s.error}
-        if s.reachable:
-            state = s.rollout() if s.deployed else None
-            entry["image"] = state.image if state else None
-            entry["digest_short"] = short_image(state.image) if state else None
-            entry["rollout"] = (
-                {
-                    "phase": state.phase.value,
-                    "reason": state.reason,
-                    "available": state.available,
-                    "updated": state.updated,
-                    "desired": state.desired,
-                }
-                if state
-                else None
-            )
-            current = s.record.current
-            entry["release"] = current.model_dump(mode="json") if current else None
-        regions.append(entry)
-    return {"app": ctx.app.name, "config": str(ctx.config_path), "regions": regions, "cloudflare": cloudflare}
+        state = s.rollout() if s.reachable and s.deployed else None
+        current = s.record.current if s.reachable else None
+        regions.append(
+            {
+                "region": s.region.name,
+                "reachable": s.reachable,
+                "error": s.error,
+                "deployed": s.reachable and s.deployed,
+                **image_fields(state.image if state else None),
+                "rollout": (
+                    {
+                        "phase": state.phase.value,
+                        "reason": state.reason,
+                        "available": state.available,
+                        "updated": state.updated,
+                        "desired": state.desired,
+                    }
+                    if state
+                    else None
+                ),
+                "release": current.model_dump(mode="json") if current else None,
+            }
+        )
+    return {
+        "app": ctx.app.name,
+        "namespace": ctx.app.namespace,
+        "project": ctx.config.project,
+        "config": str(ctx.config_path),
+        "regions": regions,
+        "cloudflare": cloudflare,
+    }
 
 
 def _health_text(health: dict[str, Any]) -> str:
@@ -155,30 +168,31 @@ def _yes_no(value: Any) -> str:
 # --- history ---------------------------------------------------------------------------------
 
 
-def history(ctx: Context, args: argparse.Namespace) -> int:
+def history(ctx: Context, args: argparse.Namespace, out: Output) -> int:
+    """Like status, a region that does not answer is reported (`reachable: false`): exit 0."""
     if args.limit < 1:
         from cli.errors import UsageError
 
         raise UsageError("--limit must be at least 1")
     snapshots = read_regions(ctx, ctx.regions(args.regions))
-    if args.json:
-        say(
-            json.dumps(
+    out.result(
+        {
+            "app": ctx.app.name,
+            "limit": args.limit,
+            "regions": [
                 {
-                    "app": ctx.app.name,
-                    "regions": [
-                        {
-                            "region": s.region.name,
-                            "error": s.error,
-                            "releases": [r.model_dump(mode="json") for r in s.record.history[: args.limit]],
-                        }
-                        for s in snapshots
-                    ],
-                },
-                indent=2,
-            )
-        )
-        return 0
+                    "region": s.region.name,
+                    "reachable": s.reachable,
+                    "error": s.error,
+                    "total": len(s.record.history),
+                    "releases": [r.model_dump(mode="json") for r in s.record.history[: args.limit]],
+                }
+                for s in snapshots
+            ],
+        }
+    )
+    if out.json:
+        return ExitCode.OK
     headers = ["RELEASE", "KIND", "IMAGE", "STATUS", "REASON", "TRIGGER"]
     headers += ["ISSUED", "APPLIED", "FINISHED", "ROLLBACK OF"]
     for i, s in enumerate(snapshots):
@@ -194,7 +208,7 @@ def history(ctx: Context, args: argparse.Namespace) -> int:
         shown = f"{len(releases)} of {len(s.record.history)}"
         say(f"{s.region.name}  ({ctx.app.name}, {shown} releases, newest first)")
         say(table(headers, [_release_row(r) for r in releases], indent="  "))
-    return 0
+    return ExitCode.OK
 
 
 def _release_row(r: Release) -> list[Any]:

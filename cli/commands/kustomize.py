@@ -13,6 +13,8 @@ from pathlib import Path
 
 from cli.context import config_path
 from cli.errors import OperationFailed, UsageError
+from cli.exit_codes import ExitCode
+from cli.output import Output
 from cli.views import say
 
 __all__ = ["render_kustomize_sources", "run"]
@@ -21,14 +23,16 @@ KUSTOMIZE_ENV = "GEODEPLOY_KUSTOMIZE"  # the binary, when it is not `kustomize` 
 _BUILD_TIMEOUT = 120  # seconds per kustomization
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, out: Output) -> int:
     path = config_path(args.config)
     written = render_kustomize_sources(path, find_kustomize(args.kustomize))
-    for file in written:
-        say(f"rendered {file.relative_to(path.parent)}")
+    rendered = [file.relative_to(path.parent).as_posix() for file in written]
+    out.result({"config": str(path), "rendered": rendered})
+    for file in rendered:
+        say(f"rendered {file}")
     if not written:
         say(f"no app of {path.name} has a kustomize source: nothing to render")
-    return 0
+    return ExitCode.OK
 
 
 def find_kustomize(given: str | None) -> str:

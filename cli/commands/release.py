@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import os
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cli.context import Context, build_context
-from cli.errors import OperationFailed, UsageError
+from cli.errors import OperationFailed, Unavailable, UsageError
+from cli.exit_codes import ExitCode
+from cli.output import Output
 from cli.snapshot import read_regions
-from cli.views import say, short_image
+from cli.views import image_fields, say, short_image
 
 if TYPE_CHECKING:
     from shared.contracts import ControlMessage, DeployRequest, ImageRef
@@ -23,16 +25,16 @@ if TYPE_CHECKING:
 __all__ = ["run"]
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, out: Output) -> int:
     ctx = build_context(args)
     if args.wait and args.timeout <= 0:
         raise UsageError("--timeout must be positive")
     regions = [r.name for r in ctx.regions(args.regions)] if args.regions else None
     if args.command == "deploy":
-        image = ctx.image(args.image)
-        message = _message(ctx, "deploy", image.reference, regions)
+        target = ctx.image(args.image).reference
+        message = _message(ctx, "deploy", target, regions)
         previous = None
-        what = f"deploy of {image.short}"
+        what = f"deploy of {short_image(target)}"
         where = ", ".join(regions) if regions else _wave_text(ctx)
     else:
         target = args.to.strip()
@@ -43,19 +45,49 @@ def run(args: argparse.Namespace) -> int:
         what = f"rollback to {short_image(target) if previous is None else previous.short}"
         where = ", ".join(regions) if regions else "every region"
     _check(ctx, message, previous)
-    if not args.wait:
+    image = previous.reference if previous is not None else message.target  # what the regions will run
+
+    def publish() -> str:
         message_id = ctx.publisher.publish(ctx.config.topics.control, message.to_bytes())
+        # Set at once: a wait that is interrupted or fails still names what was published.
+        out.result(_document(ctx, message, image, message_id, wait=None))
         say(f"{what} requested for {ctx.app.name} in {where}: message {message_id}")
-        return 0
+        return message_id
+
+    if not args.wait:
+        publish()
+        return ExitCode.OK
 
     from cli.follow import Follower
     from cli.results import ResultFeed
 
     with ResultFeed(ctx.config.project, ctx.config.topics.results, ctx.config.name) as feed:
-        message_id = ctx.publisher.publish(ctx.config.topics.control, message.to_bytes())
-        say(f"{what} requested for {ctx.app.name} in {where}: message {message_id}")
+        message_id = publish()
         stages = _stages(ctx, message, message_id, previous)
-        return Follower(ctx, feed, message_id=message_id, stages=stages, title=what).run(args.timeout)
+        follower = Follower(ctx, feed, message_id=message_id, stages=stages, title=what, summary=not out.json)
+        report = follower.run(args.timeout)
+    out.result(_document(ctx, message, image, message_id, wait=report.as_json()))
+    if report.failed:
+        raise OperationFailed(f"{what} did not succeed: " + ", ".join(f"{r.region} {r.outcome}" for r in report.failed))
+    return ExitCode.OK
+
+
+def _document(
+    ctx: Context, message: ControlMessage, image: str | None, message_id: str, wait: dict[str, Any] | None
+) -> dict[str, Any]:
+    """deploy's and rollback's JSON document (docs/cli.md, "deploy")."""
+    return {
+        "app": ctx.app.name,
+        "action": message.action,
+        "target": message.target,
+        **image_fields(image),
+        "regions": message.regions,
+        "follows_waves": message.action == "deploy" and not message.regions and len(ctx.config.waves) > 1,
+        "requested_by": message.requested_by,
+        "topic": ctx.config.topics.control,
+        "message_id": message_id,
+        "wait": wait,
+    }
 
 
 def _message(
@@ -92,7 +124,7 @@ def _resolve_previous(ctx: Context, regions: list[str] | None) -> ImageRef:
     snapshots = read_regions(ctx, ctx.regions(regions))
     unread = [s.region.name for s in snapshots if not s.reachable]
     if unread:
-        raise OperationFailed(f"{', '.join(unread)} cannot be read: {PREVIOUS_NEEDS_EVERY_REGION}")
+        raise Unavailable(f"{', '.join(unread)} cannot be read: {PREVIOUS_NEEDS_EVERY_REGION}")
     image = resolve_previous([s.record for s in snapshots], ctx.app.repository)
     if image is None:
         raise OperationFailed(f"nothing to roll back to: no region of {ctx.app.name} has an earlier good release")

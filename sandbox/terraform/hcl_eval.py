@@ -110,6 +110,22 @@ def _replace(s: str, old: str, new: str) -> str:
     return s.replace(old, new)
 
 
+def _format(spec: str, *args: Any) -> str:
+    if spec != "%04d":  # the one verb infra/ uses (sortable numbers: sort() sorts strings)
+        raise HclError(f"format {spec!r} is outside the supported subset")
+    return f"{int(args[0]):04d}"
+
+
+def _tonumber(value: Any) -> int | float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    try:
+        number = float(str(value))
+    except ValueError:
+        raise HclError(f"tonumber: {value!r} is not a number") from None
+    return int(number) if number.is_integer() else number
+
+
 _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "base64decode": lambda s: base64.b64decode(s).decode(),
     "base64encode": lambda s: base64.b64encode(s.encode()).decode(),
@@ -120,6 +136,7 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "distinct": lambda lst: list(dict.fromkeys(lst)),
     "endswith": lambda s, suffix: s.endswith(suffix),
     "flatten": _flatten,
+    "format": _format,
     "join": lambda sep, lst: sep.join(_to_string(x) for x in lst),
     "jsonencode": lambda v: json.dumps(v, separators=(",", ":"), sort_keys=True),
     "keys": lambda m: sorted(m),
@@ -129,6 +146,7 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "merge": _merge,
     "min": lambda *numbers: min(numbers),
     "one": _one,
+    "range": lambda *bounds: list(range(*(int(b) for b in bounds))),
     "replace": _replace,
     "setproduct": lambda *sets: [list(p) for p in _product([[v for _, v in _sorted_items(s)] for s in sets])],
     "setunion": lambda *sets: frozenset().union(*(frozenset(s) for s in sets)),
@@ -139,7 +157,9 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "startswith": lambda s, prefix: s.startswith(prefix),
     "substr": _substr,
     "tolist": lambda v: [x for _, x in _sorted_items(v)] if isinstance(v, (set, frozenset)) else list(v),
+    "tonumber": _tonumber,
     "toset": frozenset,
+    "trimspace": str.strip,
     "trimsuffix": lambda s, suffix: s.removesuffix(suffix),
     "upper": str.upper,
     "values": lambda m: [v for _, v in sorted(m.items())],

@@ -15,6 +15,7 @@ from shared.contracts import ControlMessage, DeployRequest, ImageRef, Trigger, r
 from shared.errors import PERMISSION_DENIED, ClusterUnreachable, InvalidMessage, PermissionMissing, TransientError
 from shared.flows.regions import each_region
 from shared.flows.requests import send_deploy_requests
+from shared.log_events import ROLLBACK_REQUESTED
 from shared.logs import BoundLogger
 from shared.planning import plan_region_requests
 from shared.releases import ReleaseRecord, resolve_previous
@@ -43,7 +44,7 @@ def handle_control(
     requests = plan_control(message, event_id=event_id, published_at=published_at, config=config, previous=previous)
     send_deploy_requests(requests, config, publisher)
     log.info(
-        f"{message.action}_requested",
+        ROLLBACK_REQUESTED if message.action == "rollback" else "deploy_requested",
         app=message.app,
         target=message.target,
         image=requests[0].image,

@@ -33,6 +33,7 @@ from shared.contracts import (
     Trigger,
 )
 from shared.errors import NotYet, PermanentError, TransientError
+from shared.log_events import AUTOMATIC_ROLLBACK_STARTED, RESULT_PUBLISHED
 from shared.logs import BoundLogger
 from shared.manifest_sources import BUILTIN, WORKLOAD_KINDS
 from shared.releases import (
@@ -347,7 +348,7 @@ class _Run:
         )
         trigger = Trigger(type="rollback", event_id=failed.trigger.event_id, requested_by="geodeploy:auto-rollback")
         rollback = self._new_release(target.image, "rollback", rollback_of=failed.release_id, trigger=trigger)
-        self.log.warning("automatic_rollback_started", image=target.image, failed_image=failed.image)
+        self.log.warning(AUTOMATIC_ROLLBACK_STARTED, image=target.image, failed_image=failed.image)
         return self._roll_out(rollback, record, version)
 
     def _watch(self, release: Release, applied: Applied | None = None) -> RolloutState:
@@ -506,7 +507,7 @@ class _Run:
             manifest_hash=manifest_hash,
         )
         self.deployer.publish_result(result)
-        self.log.info("result_published", status=status, reason=reason)
+        self.log.info(RESULT_PUBLISHED, status=status, reason=reason)
         return result
 
 

@@ -47,6 +47,7 @@ from shared.errors import (
 )
 from shared.flows.regions import NO_ANSWER, each_region
 from shared.flows.traffic import find_oldest
+from shared.log_events import DRIFT_CHECKED, DRIFT_DETECTED, DRIFT_IN_CLOUDFLARE, DRIFT_IN_KUBERNETES
 from shared.logs import BoundLogger
 from shared.manifest_sources import WORKLOAD_KINDS
 from shared.releases import Release, ReleaseRecord, stamp_order, stamped
@@ -180,7 +181,14 @@ def check_drift(
             result = by_region[region.name][index]
             report.regions.append(result)
             for d in result.differences:
-                log.warning("drift_detected", app=app.name, region=region.name, healed=result.healed, **d)
+                log.warning(
+                    DRIFT_DETECTED,
+                    system=DRIFT_IN_KUBERNETES,
+                    app=app.name,
+                    region=region.name,
+                    healed=result.healed,
+                    **d,
+                )
             for failure in result.heal_failures:
                 log.error("heal_failed", app=app.name, region=region.name, **failure)
             if result.status is RegionStatus.UNREACHABLE:
@@ -190,7 +198,7 @@ def check_drift(
     if cloudflare is not None and (not apps or config.cloudflare.app in apps):
         report.cloudflare = _cloudflare_differences(config, cloudflare)
         for d in report.cloudflare:
-            log.warning("drift_detected", system="cloudflare", **d)
+            log.warning(DRIFT_DETECTED, system=DRIFT_IN_CLOUDFLARE, **d)
     reasons = _traffic_heal_reasons(config, report)
     if reasons and request_traffic_heal is not None:
         # Last, after every cluster heal: the reconcile it asks for must see the healed health.
@@ -198,7 +206,7 @@ def check_drift(
         report.traffic_heal_requested = reasons
         log.info("traffic_heal_requested", reasons=reasons)
     log.info(
-        "drift_checked",
+        DRIFT_CHECKED,
         drifted=report.drifted,
         heal=heal,
         regions={f"{r.app}/{r.region}": r.status for r in report.regions},

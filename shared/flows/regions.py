@@ -12,6 +12,7 @@ work that writes runs after them, without one (see check_drift).
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +31,11 @@ class _Call[T]:
     def __init__(self, work: Callable[[Region], T], region: Region) -> None:
         self.result: T | None = None
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(work, region), name=f"region-{region.name}", daemon=True)
+        # In the caller's context: the region's log lines carry the call's execution id and trace.
+        context = contextvars.copy_context()
+        self.thread = threading.Thread(
+            target=context.run, args=(self._run, work, region), name=f"region-{region.name}", daemon=True
+        )
         self.thread.start()
 
     def _run(self, work: Callable[[Region], T], region: Region) -> None:

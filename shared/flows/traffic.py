@@ -34,6 +34,7 @@ from shared.errors import (
     TransientError,
 )
 from shared.flows.regions import NO_ANSWER, each_region
+from shared.log_events import POOL_DRAINED
 from shared.logs import BoundLogger
 from shared.releases import ReleaseRecord
 from shared.rendering import MANAGED_BY, render_shape
@@ -48,6 +49,7 @@ from shared.traffic import (
     desired_load_balancer,
     desired_monitor,
     desired_pool,
+    drained_since,
     monitor_description,
     reconcile_mark_name,
     reconcile_mark_started,
@@ -57,6 +59,7 @@ __all__ = [
     "TrafficReport",
     "covering_reconcile_anywhere",
     "find_oldest",
+    "log_drained_pools",
     "read_region_health",
     "reconcile_traffic",
     "record_reconcile_start",
@@ -146,6 +149,7 @@ def reconcile_traffic(
         health={name: f"{h.state}:{h.reason}" for name, h in health.items()},
         disagreements=report.disagreements,
     )
+    log_drained_pools(config, by_name, enabled, datetime.now(UTC), log)
     for region, h in health.items():
         if not enabled[region] and h.state != "healthy":
             detail = {"detail": h.detail} if h.detail else {}
@@ -153,6 +157,25 @@ def reconcile_traffic(
     if report.disagreements:
         log.warning("health_disagreement", disagreements=report.disagreements)
     return report
+
+
+def log_drained_pools(
+    config: Config, by_name: dict[str, list[Object]], enabled: dict[str, bool], now: datetime, log: BoundLogger
+) -> None:
+    """One line per region this reconcile leaves drained, every reconcile, with how long
+    it has been: the alert on a region drained too long counts these (infra/monitoring.tf).
+    `by_name`: the pools as read before this reconcile's writes."""
+    for region in config.regions:
+        if enabled[region.name]:
+            continue
+        since = drained_since(_first(by_name.get(region.cloudflare.pool, [])), now)
+        log.info(
+            POOL_DRAINED,
+            drained_region=region.name,
+            pool=region.cloudflare.pool,
+            drained_since=since.isoformat(),
+            drained_seconds=round((now - since).total_seconds()),
+        )
 
 
 def _steer_pools(

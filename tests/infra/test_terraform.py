@@ -67,7 +67,7 @@ def _example_data() -> dict[str, Any]:
 
 def _variant_defaults(data: dict[str, Any]) -> None:
     """Leaves out every key that has a default."""
-    for key in ("rollout", "drift", "topics", "name", "functions_region"):
+    for key in ("rollout", "drift", "topics", "name", "functions_region", "alerts"):
         data.pop(key, None)
     data["cloudflare"].pop("api_token_secret", None)
     for region in data["regions"]:
@@ -89,6 +89,14 @@ def _variant_overrides(data: dict[str, Any]) -> None:
     }
     data["rollout"] = {"call_budget_seconds": 500}  # + 60 is capped at 540
     data["drift"] = {"schedule": "15 3 * * *", "time_zone": "Europe/Paris", "heal": True}
+    data["alerts"] = {
+        "notification_channels": ["projects/image-charts-prod/notificationChannels/42"],
+        "drained_minutes": 12,
+        "dead_letter_messages": 3,
+        "failed_rollouts": 2,
+        "drift_check_slack_minutes": 5,
+        "drift_check_overdue_minutes": 0,
+    }
     data["cloudflare"]["api_token_secret"] = "cf-token"
 
 
