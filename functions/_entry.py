@@ -43,7 +43,11 @@ Handler = Callable[[dict[str, Any], EventInfo, BoundLogger], None]
 ACKED, REDELIVER = "acked", "redeliver"  # what Pub/Sub is told, as the logs name it
 
 
-def run_handler(function: str, cloud_event: Any, handler: Handler) -> None:
+def run_handler(
+    function: str, cloud_event: Any, handler: Handler, decode: Callable[[Any], dict[str, Any]] | None = None
+) -> None:
+    """`decode` turns the event's data into the handler's dict (default: the message's
+    JSON object, decode_pubsub_data)."""
     configure_logging()
     info = EventInfo(
         id=str(cloud_event["id"]),
@@ -51,10 +55,16 @@ def run_handler(function: str, cloud_event: Any, handler: Handler) -> None:
         source=str(cloud_event["source"]),
     )
     with call_context(_call_of(cloud_event, info)):
-        _handle_event(function, cloud_event, handler, info)
+        _handle_event(function, cloud_event, handler, info, decode)
 
 
-def _handle_event(function: str, cloud_event: Any, handler: Handler, info: EventInfo) -> None:
+def _handle_event(
+    function: str,
+    cloud_event: Any,
+    handler: Handler,
+    info: EventInfo,
+    decode: Callable[[Any], dict[str, Any]] | None,
+) -> None:
     from shared.contracts import decode_pubsub_data
     from shared.settings import load_instance_config, load_settings
 
@@ -66,7 +76,7 @@ def _handle_event(function: str, cloud_event: Any, handler: Handler, info: Event
         if age > config.rollout.max_event_age_seconds:
             log.warning("event_dropped", reason="too_old", age_seconds=round(age))
         else:
-            handler(decode_pubsub_data(cloud_event.data), info, log)
+            handler((decode or decode_pubsub_data)(cloud_event.data), info, log)
         outcome = ACKED
     except PermanentError as e:
         log.warning("event_rejected", reason=e.reason, detail=e.detail)

@@ -51,9 +51,9 @@ resource "google_project_iam_member" "cluster_getter" {
 # --- The Cloudflare token ---------------------------------------------------------------
 
 resource "google_secret_manager_secret_iam_member" "secret_reader" {
-  for_each = local.secret_grants
+  # The webhooks' secrets are granted in notify.tf, on their own resources.
+  for_each = { for key, grant in local.secret_grants : key => grant if grant.secret == local.cloudflare_api_token_secret }
 
-  # The one secret geodeploy keeps (secrets.tf); a second would need its own resource.
   secret_id = google_secret_manager_secret.cloudflare_token.id
   role      = "roles/secretmanager.secretAccessor"
   member    = google_service_account.role[each.value.identity].member
@@ -86,7 +86,8 @@ resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
 }
 
 resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
-  for_each = local.subscriptions
+  # Every subscription that dead-letters (not notify's own on the dead-letter topic).
+  for_each = { for name, s in local.subscriptions : name => s if s.topic != local.topics.dead_letter }
 
   subscription = google_pubsub_subscription.push[each.key].id
   role         = "roles/pubsub.subscriber"

@@ -157,7 +157,7 @@ locals {
     }
   }
 
-  functions = merge(local.central_functions, local.regional_functions)
+  functions = merge(local.central_functions, local.regional_functions, local.notify_functions)
 
   # One push subscription per function and trigger topic, named like
   # shared.topology.subscription_name: <function>--<topic>.
@@ -188,7 +188,8 @@ locals {
         account_id   = length("${local.name}-deploy-${r.name}") <= 30 ? "${local.name}-deploy-${r.name}" : "${local.name}-dp-${substr(sha1(r.name), 0, 8)}"
         display_name = "${local.name}: deploy function for ${r.name}"
       }
-    }
+    },
+    { for identity in local.notify_identities : identity => { account_id = "${local.name}-notify", display_name = "${local.name}: notify function (webhooks)" } },
   )
 
   # The apps' Artifact Registry repositories (<location>-docker.pkg.dev/<project>/<repository>/<image>),
@@ -237,7 +238,9 @@ locals {
       # its report, and a heal request for reconcile-traffic (the one writer of Cloudflare)
       drift = { publishes = [local.topics.drift_reports, local.topics.drift], clusters = true, secrets = [local.cloudflare_api_token_secret] }
     },
-    { for r in local.regions : "deploy-${r.name}" => { publishes = [local.topics.results], clusters = true, secrets = [] } }
+    { for r in local.regions : "deploy-${r.name}" => { publishes = [local.topics.results], clusters = true, secrets = [] } },
+    # reads exactly the webhooks' URLs and signing keys (notify.tf grants them)
+    { for identity in local.notify_identities : identity => { publishes = [], clusters = false, secrets = local.webhook_secrets } },
   )
 
   publisher_grants = {
@@ -281,6 +284,30 @@ locals {
       ]
     ]),
   )))
+}
+
+# The notify function (shared/topology.py): deployed only when the config names webhooks.
+# It listens to the results, drift-reports and dead-letter topics and reads exactly the
+# secrets the webhooks name (url_secret, and signing_secret for a json webhook).
+locals {
+  webhooks = try(local.config.notifications.webhooks, [])
+  webhook_secrets = distinct(flatten([
+    for w in local.webhooks : concat([w.url_secret], try(w.signing_secret, null) == null ? [] : [w.signing_secret])
+  ]))
+  notify_identities = length(local.webhooks) > 0 ? ["notify"] : []
+  notify_functions = {
+    for identity in local.notify_identities : "${local.name}-notify" => {
+      entry_point     = "notify"
+      topics          = [local.topics.results, local.topics.drift_reports, local.topics.dead_letter]
+      location        = local.functions_region
+      region          = null
+      serialized      = false
+      timeout_seconds = 60
+      memory          = "512Mi"
+      max_instances   = 3
+      identity        = identity
+    }
+  }
 }
 
 # Monitoring (monitoring.tf): the same log-based metrics and alert thresholds as

@@ -76,9 +76,14 @@ resource "google_pubsub_subscription" "push" {
     minimum_backoff = "10s"
     maximum_backoff = "600s"
   }
-  dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.central["dead_letter"].id
-    max_delivery_attempts = 5
+  # Except on the dead-letter topic itself (notify's subscription): a dead letter that
+  # notify kept failing on would come back to it forever (shared.topology.dead_letter_topic_for).
+  dynamic "dead_letter_policy" {
+    for_each = each.value.topic == local.topics.dead_letter ? [] : [local.topics.dead_letter]
+    content {
+      dead_letter_topic     = google_pubsub_topic.central["dead_letter"].id
+      max_delivery_attempts = 5
+    }
   }
 
   expiration_policy {

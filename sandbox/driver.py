@@ -23,7 +23,8 @@ from typing import Any
 
 from sandbox.emulator import ensure_pull_subscription, publish, pull
 from sandbox.fault_proxy import FaultProxyControl
-from sandbox.stack import REPO, Sandbox
+from sandbox.stack import REPO, Sandbox, webhook_hook
+from sandbox.standins.webhooks import WebhookStandinControl
 from shared.config import Config
 from shared.releases import ReleaseRecord
 
@@ -349,6 +350,25 @@ class SandboxDriver:
         with urllib.request.urlopen(request, timeout=10) as response:
             if json.loads(response.read())["success"] is not True:
                 raise RuntimeError(f"the edit of {what} was refused: {fields}")
+
+    # --- the webhook receiver (what the notify function posted) ------------------------------
+
+    @property
+    def webhooks(self) -> WebhookStandinControl:
+        return self.sandbox.webhooks
+
+    def webhook_requests(self, config: Config, webhook: str) -> list[dict[str, Any]]:
+        """Every request the receiver got for a webhook of the config, oldest first."""
+        return self.webhooks.received(webhook_hook(config, webhook))
+
+    def set_webhook_answer(self, config: Config, webhook: str, status: int = 200, delay_seconds: float = 0) -> None:
+        """How the receiver answers that webhook from now on (500: failing; a delay: hanging)."""
+        self.webhooks.set_answer(webhook_hook(config, webhook), status, delay_seconds)
+
+    def secret_value(self, config: Config, secret: str) -> str:
+        """The latest enabled version of a secret in the Secret Manager stand-in."""
+        versions = self.sandbox.google.state()["secrets"][f"projects/{config.project}/secrets/{secret}"]
+        return str([v for v in versions if v["enabled"]][-1]["data"])
 
     def connector(self, config: Config) -> Any:
         """A ClusterConnector of this process, reaching the sandbox's clusters the way the

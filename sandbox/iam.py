@@ -24,7 +24,7 @@ INFRA = REPO / "infra"
 _PREDEFINED = {"roles/secretmanager.secretAccessor": ["secretmanager.versions.access"]}
 _SERVICE_ACCOUNT = re.compile(r'google_service_account\.role\["([^"]+)"\]\.member')
 _CUSTOM_ROLE = re.compile(r"google_project_iam_custom_role\.(\w+)\.id")
-_SECRET = re.compile(r"google_secret_manager_secret\.(\w+)\.id")
+_SECRET = re.compile(r'google_secret_manager_secret\.(\w+)(?:\["([^"]+)"\])?\.id')  # one secret, or one of a for_each
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def iam_grants(config_path: Path) -> list[Grant]:
             member, secret_ref = email(grant.get("member")), grant.get("secret_id")
             m = _SECRET.fullmatch(secret_ref.ref) if isinstance(secret_ref, Unknown) else None
             if member and m:
-                secret = module.resource("google_secret_manager_secret", m.group(1)).instances()[None]
+                secret = module.resource("google_secret_manager_secret", m.group(1)).instances()[m.group(2)]
                 resource = f"projects/{project}/secrets/{secret.get('secret_id')}"
                 grants += [Grant(member, p, resource) for p in permissions(grant.get("role"))]
     return grants

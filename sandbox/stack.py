@@ -1,5 +1,5 @@
-"""The whole local sandbox for one or more geodeploy configs: the Google and Cloudflare
-stand-ins, one real control plane per region behind the fault proxy, the Pub/Sub
+"""The whole local sandbox for one or more geodeploy configs: the Google, Cloudflare and
+webhook-receiver stand-ins, one real control plane per region behind the fault proxy, the Pub/Sub
 emulator with the topics and push subscriptions of `shared.topology`, and one
 functions-framework process per function (the regional one once per region).
 
@@ -44,8 +44,15 @@ from sandbox.iam import iam_grants
 from sandbox.processes import ManagedProcess
 from sandbox.standins.cloudflare import CloudflareStandinControl
 from sandbox.standins.google_apis import GoogleStandinControl, write_authorized_user_credentials
+from sandbox.standins.webhooks import WebhookStandinControl
 from shared.config import Config, load_config
-from shared.topology import RUNTIME_ENVIRONMENT, functions_of, service_account_email, subscription_name
+from shared.topology import (
+    RUNTIME_ENVIRONMENT,
+    dead_letter_topic_for,
+    functions_of,
+    service_account_email,
+    subscription_name,
+)
 from shared.topology import FunctionSpec as DeployedFunction
 
 __all__ = ["Sandbox", "stop_recorded_sandbox"]
@@ -187,6 +194,7 @@ class Sandbox:
                 # Cloudflare's published schema; tests/conftest.py fails on a violation.
                 "--check-contract",
             ],
+            "webhooks": ["-m", "sandbox.standins.webhooks"],
         }
         for name, args in argv.items():
             process = ManagedProcess(
@@ -213,6 +221,20 @@ class Sandbox:
             self.google.add_secret_version(
                 f"projects/{config.project}/secrets/{config.cloudflare.api_token_secret}", self.cloudflare_token
             )
+        self._add_webhook_secrets()
+
+    def _add_webhook_secrets(self) -> None:
+        """Each webhook's URL points at the receiver stand-in (`/hooks/<config name>-<webhook
+        name>`), each json webhook's signing key is a fresh random one, as an operator adds them."""
+        self.webhooks = WebhookStandinControl(self.urls["webhooks"])
+        for config in self.configs:
+            for webhook in config.notifications.webhooks:
+                url = f"{self.urls['webhooks']}/hooks/{webhook_hook(config, webhook.name)}"
+                self.google.add_secret_version(f"projects/{config.project}/secrets/{webhook.url_secret}", url)
+                if webhook.signing_secret is not None:
+                    name = f"projects/{config.project}/secrets/{webhook.signing_secret}"
+                    if name not in self.google.state()["secrets"]:  # webhooks may share a key
+                        self.google.add_secret_version(name, secrets.token_hex(32))
 
     def _start_clusters(self) -> None:
         # GKE names a Google identity's Kubernetes user by its email.
@@ -366,7 +388,7 @@ class Sandbox:
                         ack_deadline_seconds=min(600, fn.timeout_seconds + 30),
                         min_backoff_seconds=1,
                         max_backoff_seconds=10,
-                        dead_letter_topic=config.topics.dead_letter,
+                        dead_letter_topic=dead_letter_topic_for(config, topic),
                         max_delivery_attempts=5,
                     )
 
@@ -441,6 +463,11 @@ class Sandbox:
     def memory_mb(self) -> float:
         """Resident memory of every sandbox process (clusters included), in MiB."""
         return round(sum(_rss_kib(pid) for pid in sandbox_pids(self.state_dir)) / 1024, 1)
+
+
+def webhook_hook(config: Config, webhook: str) -> str:
+    """The receiver stand-in's name for a config's webhook (configs may share names)."""
+    return f"{config.name}-{webhook}"
 
 
 def render_kustomize_sources(config_paths: list[Path]) -> None:

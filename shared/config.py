@@ -30,6 +30,7 @@ from pydantic import (
 
 from shared.errors import ConfigError, InvalidMessage
 from shared.manifest_sources import BUILTIN, KUSTOMIZE, ManifestSource, SourceFiles, read_rendered, read_source
+from shared.notification_kinds import NotificationStatus, WebhookKind
 from shared.schedule import longest_gap_minutes
 from shared.yaml_loading import load_strict
 
@@ -408,6 +409,65 @@ class Topics(_Model):
     dead_letter: DnsLabel = "geodeploy-dead-letter"
 
 
+# --- notifications: the webhooks the notify function posts to ---------------------------
+
+# A Secret Manager secret id.
+SecretId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,255}$")]
+
+
+class WebhookFilters(_Model):
+    """Which events a webhook gets; an empty list lets every value through."""
+
+    statuses: list[NotificationStatus] = []
+    apps: list[DnsLabel] = []
+
+
+class Webhook(_Model):
+    name: DnsLabel
+    kind: WebhookKind
+    # The secret holding the webhook's URL (a URL with a token in it is a credential).
+    url_secret: SecretId
+    # json only: the secret holding the HMAC-SHA256 key the body is signed with.
+    signing_secret: SecretId | None = None
+    filters: WebhookFilters = WebhookFilters()
+
+    @model_validator(mode="after")
+    def _signed_when_json(self) -> Webhook:
+        if self.kind == WebhookKind.JSON and self.signing_secret is None:
+            raise ValueError("a json webhook needs signing_secret: receivers verify its signature")
+        if self.kind == WebhookKind.SLACK and self.signing_secret is not None:
+            raise ValueError("signing_secret applies to json webhooks only (Slack verifies no signature)")
+        if self.signing_secret == self.url_secret:
+            raise ValueError("url_secret and signing_secret must be two secrets")
+        return self
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self.url_secret,) if self.signing_secret is None else (self.url_secret, self.signing_secret)
+
+
+class Notifications(_Model):
+    webhooks: list[Webhook] = []
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret the webhooks name, each once, in config order."""
+        return tuple(dict.fromkeys(s for w in self.webhooks for s in w.secrets))
+
+    def check_against(self, apps: set[str], reserved_secrets: set[str]) -> None:
+        _require_unique("notifications.webhooks", [w.name for w in self.webhooks])
+        for i, webhook in enumerate(self.webhooks):
+            unknown = sorted(set(webhook.filters.apps) - apps)
+            if unknown:
+                raise ValueError(f"notifications.webhooks[{i}].filters.apps: no app named {unknown[0]!r}")
+            taken = sorted(set(webhook.secrets) & reserved_secrets)
+            if taken:
+                raise ValueError(
+                    f"notifications.webhooks[{i}]: secret {taken[0]!r} is the Cloudflare token's; "
+                    "give the webhook a secret of its own"
+                )
+
+
 UNKNOWN_APP = "unknown_app"
 
 
@@ -452,6 +512,7 @@ class Config(_Model):
     regions: list[Region] = Field(min_length=1)
     # Promotion gates between waves, one entry per gated wave.
     gates: list[WaveGate] = Field(default_factory=list)
+    notifications: Notifications = Notifications()
 
     @model_validator(mode="after")
     def _read_rendered(self, info: ValidationInfo) -> Config:
@@ -489,6 +550,7 @@ class Config(_Model):
             raise ValueError(f"cloudflare.fallback_region: no region named {fallback!r}")
         self._check_progress_deadlines()
         self._check_gates()
+        self.notifications.check_against({a.name for a in self.apps}, {self.cloudflare.api_token_secret})
         return self
 
     def _check_gates(self) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "Names",
     "Rendered",
     "Resource",
+    "dead_letter_topic_for",
     "functions_of",
     "service_account_email",
     "service_account_id",
@@ -238,7 +239,39 @@ def functions_of(config: Config) -> list[FunctionSpec]:
         )
         for region in config.regions
     ]
+    specs += _notify_functions(config, central)
     return specs
+
+
+# --- notify: the webhooks' one subscriber -------------------------------------------------
+
+NOTIFY_TIMEOUT_SECONDS = 60  # its posts are bounded well inside (shared/adapters/webhooks.py)
+
+
+def _notify_functions(config: Config, central: str) -> list[FunctionSpec]:
+    """The notify function, when the config names webhooks. It publishes nothing and
+    connects to no cluster: it reads exactly the webhooks' secrets."""
+    if not config.notifications.webhooks:
+        return []
+    topics = config.topics
+    return [
+        FunctionSpec(
+            f"{config.name}-notify",
+            "notify",
+            (topics.results, topics.drift_reports, topics.dead_letter),
+            central,
+            timeout_seconds=NOTIFY_TIMEOUT_SECONDS,
+            identity="notify",
+            access=Access(secrets=config.notifications.secrets),
+        )
+    ]
+
+
+def dead_letter_topic_for(config: Config, topic: str) -> str | None:
+    """Where a push subscription on `topic` sends a message after its last attempt: the
+    dead-letter topic, except for a subscription on that topic itself (a dead letter the
+    notify function could not handle would come back to it, forever)."""
+    return None if topic == config.topics.dead_letter else config.topics.dead_letter
 
 
 def service_account_id(config: Config, identity: str) -> str:

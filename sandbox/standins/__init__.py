@@ -7,6 +7,8 @@ Each speaks the real REST contract, so the production client libraries talk to i
   Cloudflare's published OpenAPI schema (`openapi_contract`, the extract in contracts/).
 - `sandbox.standins.google_apis`: GKE GetCluster, Secret Manager AccessSecretVersion
   and an OAuth2 token endpoint for google-auth refreshes.
+- `sandbox.standins.webhooks`: a webhook receiver (Slack's incoming webhooks, JSON
+  webhooks) that records every request and answers each hook as told.
 
 Each runs in-process (`start()` / `stop()`) or as
 `python -m sandbox.standins.<name> --host 127.0.0.1 --port N`, printing

@@ -440,20 +440,46 @@ class Resource:
 
 
 class _Block:
-    """A nested block of an instance: attributes evaluate in the instance's scope."""
+    """A nested block of an instance: attributes evaluate in the instance's scope (and, in a
+    block a `dynamic` block generated, its iterator's)."""
 
-    def __init__(self, instance: Instance, raw: dict[str, Any], ref: str) -> None:
+    def __init__(self, instance: Instance, raw: dict[str, Any], ref: str, scope: dict[str, Any] | None = None) -> None:
         self.instance = instance
         self.raw = raw
         self.ref = ref
+        self._own_scope = scope
+
+    @property
+    def _scope(self) -> dict[str, Any]:
+        return self.instance.scope if self._own_scope is None else self._own_scope
 
     def hcl_get(self, name: str) -> Any:
         if name not in self.raw:
-            return Unknown(f"{self.ref}.{name}")
+            generated = self._dynamic_blocks(name)
+            return Unknown(f"{self.ref}.{name}") if generated is None else generated
         value = self.raw[name]
         if isinstance(value, list) and value and all(isinstance(b, dict) and b.get("__is_block__") for b in value):
-            return [_Block(self.instance, b, f"{self.ref}.{name}[{i}]") for i, b in enumerate(value)]
-        return self.instance.resource.module.evaluate(value, self.instance.scope)
+            return [_Block(self.instance, b, f"{self.ref}.{name}[{i}]", self._own_scope) for i, b in enumerate(value)]
+        return self.instance.resource.module.evaluate(value, self._scope)
+
+    def _dynamic_blocks(self, name: str) -> list[_Block] | None:
+        """The blocks a `dynamic "<name>"` generates: one per item of its for_each, whose
+        `content` sees the item as `<name>.key` / `<name>.value`."""
+        for entry in self.raw.get("dynamic", []):
+            spec = entry.get(f'"{name}"') if isinstance(entry, dict) else None
+            if spec is None:
+                continue
+            collection = self.instance.resource.module.evaluate(spec["for_each"], self._scope)
+            return [
+                _Block(
+                    self.instance,
+                    spec["content"][0],
+                    f"{self.ref}.{name}[{i}]",
+                    {**self._scope, name: {"key": key, "value": value}},
+                )
+                for i, (key, value) in enumerate(_sorted_items(collection))
+            ]
+        return None
 
     def get(self, *path: str | int) -> Any:
         """Navigates blocks and attributes: get("service_config", 0, "timeout_seconds")."""

@@ -37,7 +37,14 @@ from shared.config import (
     Topics,
     load_config,
 )
-from shared.topology import Access, FunctionSpec, functions_of, service_account_id, subscription_name
+from shared.topology import (
+    Access,
+    FunctionSpec,
+    dead_letter_topic_for,
+    functions_of,
+    service_account_id,
+    subscription_name,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
@@ -47,7 +54,7 @@ INSTALL_CHECKOV = REPO / "scripts" / "install-checkov.sh"
 
 EXPECTED_FILES = {
     "versions.tf", "variables.tf", "locals.tf", "outputs.tf",
-    "clusters.tf", "pubsub.tf", "functions.tf", "iam.tf", "scheduler.tf", "secrets.tf", "binauthz.tf",
+    "clusters.tf", "pubsub.tf", "functions.tf", "iam.tf", "scheduler.tf", "secrets.tf", "binauthz.tf", "notify.tf",
 }  # fmt: skip
 
 
@@ -456,7 +463,7 @@ def _topic_name_of(module: Module, ref: Any) -> str:
     return resource.instances()[json.loads(key)].get("name")
 
 
-@pytest.mark.parametrize("variant", ["example", "overrides"])
+@pytest.mark.parametrize("variant", ["example", "overrides", "sandbox"])
 def test_every_push_subscription_retries_and_dead_letters(variant: str, config_files: dict[str, Path]) -> None:
     config = load_config(config_files[variant])
     module = _module(config_files[variant])
@@ -480,6 +487,10 @@ def test_every_push_subscription_retries_and_dead_letters(variant: str, config_f
         # The config's rollout rules (shared/config.py) are computed from these very values.
         assert sub.get("retry_policy", 0, "minimum_backoff") == f"{PUSH_MIN_BACKOFF_SECONDS}s" == "10s"
         assert sub.get("retry_policy", 0, "maximum_backoff") == f"{PUSH_MAX_BACKOFF_SECONDS}s" == "600s"
+        if dead_letter_topic_for(config, topic) is None:
+            # notify's own, on the dead-letter topic: a dead letter never goes round again
+            assert topic == config.topics.dead_letter and sub.get("dead_letter_policy") == []
+            continue
         assert (
             _topic_name_of(module, sub.get("dead_letter_policy", 0, "dead_letter_topic")) == config.topics.dead_letter
         )
@@ -640,14 +651,17 @@ def test_push_invoker_may_invoke_every_function_and_nothing_more(example: tuple[
         )
 
 
-def test_pubsub_service_agent_can_dead_letter_and_mint_push_tokens(example: tuple[Config, Module]) -> None:
-    config, module = example
+@pytest.mark.parametrize("variant", ["example", "sandbox"])
+def test_pubsub_service_agent_can_dead_letter_and_mint_push_tokens(variant: str, config_files: dict[str, Path]) -> None:
+    config, module = load_config(config_files[variant]), _module(config_files[variant])
     agent = module.local("pubsub_service_agent")
     dlq = _instances(module, "google_pubsub_topic_iam_member", "dead_letter_publisher")[None]
     assert _topic_name_of(module, dlq.get("topic")) == config.topics.dead_letter
     assert (dlq.get("role"), dlq.get("member")) == ("roles/pubsub.publisher", agent)
     subscribers = _instances(module, "google_pubsub_subscription_iam_member", "dead_letter_subscriber")
-    assert sorted(subscribers) == sorted(module.local("subscriptions"))
+    assert sorted(subscribers) == sorted(
+        name for name, s in module.local("subscriptions").items() if dead_letter_topic_for(config, s["topic"])
+    )
     for key, grant in subscribers.items():
         assert grant.get("subscription") == Unknown(f'google_pubsub_subscription.push["{key}"].id')
         assert (grant.get("role"), grant.get("member")) == ("roles/pubsub.subscriber", agent)
@@ -678,9 +692,29 @@ def test_function_grants_are_the_access_table(variant: str, config_files: dict[s
     for grant in readers.values():
         assert grant.get("role") == "roles/secretmanager.secretAccessor"
         assert grant.get("secret_id") == Unknown("google_secret_manager_secret.cloudflare_token.id")
-    assert {(secret.get("secret_id"), g.get("member")) for g in readers.values()} == {
-        (name, _sa(spec.identity)) for spec in specs for name in spec.access.secrets
-    }
+    webhook_readers = _instances(module, "google_secret_manager_secret_iam_member", "webhook_reader")
+    webhook_secrets = _instances(module, "google_secret_manager_secret", "webhook")
+    granted = {(secret.get("secret_id"), g.get("member")) for g in readers.values()}
+    for grant in webhook_readers.values():
+        assert grant.get("role") == "roles/secretmanager.secretAccessor"
+        ref = re.fullmatch(r'google_secret_manager_secret\.webhook\["([^"]+)"\]\.id', grant.get("secret_id").ref)
+        assert ref, grant.get("secret_id")
+        granted.add((webhook_secrets[ref.group(1)].get("secret_id"), grant.get("member")))
+    assert granted == {(name, _sa(spec.identity)) for spec in specs for name in spec.access.secrets}
+
+
+@pytest.mark.parametrize("variant", CONFIG_NAMES)
+def test_notify_exists_with_webhooks_and_reads_exactly_their_secrets(
+    variant: str, config_files: dict[str, Path]
+) -> None:
+    config = load_config(config_files[variant])
+    module = _module(config_files[variant])
+    notify = [name for name, fn in module.local("functions").items() if fn["entry_point"] == "notify"]
+    assert len(notify) == (1 if config.notifications.webhooks else 0)
+    assert ("notify" in module.local("service_accounts")) == bool(config.notifications.webhooks)
+    created = _instances(module, "google_secret_manager_secret", "webhook")
+    # Created empty: the URLs and keys are added by hand, never through Terraform's state.
+    assert sorted(s.get("secret_id") for s in created.values()) == sorted(config.notifications.secrets)
 
 
 def test_the_control_function_can_read_the_records_it_resolves_previous_from(

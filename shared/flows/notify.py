@@ -1,0 +1,108 @@
+"""Tell people: turn a result, a drift report or a dead letter into notifications, and
+post each to the webhooks whose filters take it.
+
+Every webhook is posted at once, each with bounded attempts and timeouts
+(shared/adapters/webhooks.py), so a slow or failing receiver costs at most one
+webhook's worst case. A notification that cannot be delivered (a secret that cannot be
+read, a receiver that keeps failing) is logged with its reason and given up: the
+message is acked, never redelivered, since notify is a subscriber of its own and nothing
+waits for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from shared.adapters.webhooks import Delivery, Failure
+from shared.config import Config, Webhook
+from shared.errors import GeodeployError
+from shared.logs import BoundLogger
+from shared.notify import Notification, PubSubMessage, notifications_of, webhooks_for
+from shared.webhook_requests import build_request, delivery_id
+
+__all__ = ["send_notifications"]
+
+SECRET_UNREADABLE = "secret_unreadable"  # a webhook's URL or key could not be read
+UNEXPECTED_ERROR = "unexpected_error"
+_MAX_PARALLEL_POSTS = 8
+
+Post = Callable[[str, bytes, Mapping[str, str]], Delivery]
+
+
+def send_notifications(
+    config: Config,
+    message: PubSubMessage,
+    *,
+    read_secret: Callable[[str], str],
+    post: Post,
+    now: Callable[[], datetime],
+    log: BoundLogger,
+    forget_secret: Callable[[str], None] = lambda _: None,
+) -> list[Delivery | None]:
+    """Posts every notification the message makes to every webhook that takes it; returns
+    each post's outcome (None: it was not attempted). An unreadable message raises
+    InvalidMessage (logged and acked by the entry point). A receiver that refuses the
+    post, or a URL that cannot be used, makes the webhook's secrets `forget`-ten: the
+    next notification reads them again (they may have been rotated)."""
+    routed = [(n, w) for n in notifications_of(config, message) for w in webhooks_for(config, n)]
+    if not routed:
+        log.info("notification_unrouted", detail="no notification, or no webhook whose filters take it")
+        return []
+
+    def deliver(pair: tuple[Notification, Webhook]) -> Delivery | None:
+        delivery = _deliver(config, *pair, read_secret=read_secret, post=post, now=now, log=log)
+        if delivery is not None and delivery.failure in (Failure.REFUSED, Failure.INVALID_URL):
+            for secret in pair[1].secrets:
+                forget_secret(secret)
+        return delivery
+
+    with ThreadPoolExecutor(max_workers=min(len(routed), _MAX_PARALLEL_POSTS)) as pool:
+        return list(pool.map(deliver, routed))
+
+
+def _deliver(
+    config: Config,
+    notification: Notification,
+    webhook: Webhook,
+    *,
+    read_secret: Callable[[str], str],
+    post: Post,
+    now: Callable[[], datetime],
+    log: BoundLogger,
+) -> Delivery | None:
+    log = log.bind(
+        webhook=webhook.name,
+        kind=notification.kind.value,
+        status=notification.status.value,
+        app=notification.app,
+        region=notification.region,
+        delivery_id=delivery_id(webhook, notification),
+    )
+    # Secrets first, on their own: their errors name the secret, never its value.
+    try:
+        url = read_secret(webhook.url_secret)
+        key = read_secret(webhook.signing_secret) if webhook.signing_secret else None
+    except GeodeployError as e:
+        log.warning("notification_failed", reason=SECRET_UNREADABLE, detail=str(e), attempts=0)
+        return None
+    try:
+        request = build_request(config, webhook, notification, signing_key=key, now=now())
+        delivery = post(url, request.body, {"Content-Type": "application/json", **request.headers})
+    except Exception as e:
+        # Whatever it was, retrying the message would only repeat it: give up, say why.
+        # Named by type only: a library's message may quote the URL.
+        log.error("notification_failed", reason=UNEXPECTED_ERROR, error=type(e).__name__, attempts=0)
+        return None
+    if delivery.delivered:
+        log.info("notification_delivered", attempts=delivery.attempts, http_status=delivery.status)
+    else:
+        log.warning(
+            "notification_failed",
+            reason=delivery.failure,
+            attempts=delivery.attempts,
+            http_status=delivery.status,
+            detail=f"gave up after {delivery.attempts} attempts",
+        )
+    return delivery
