@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-__all__ = ["brief", "clock", "compact", "error", "say", "short_image", "table", "trigger_text", "when"]
+from shared.display import NONE, short_image, when
 
-NONE = "-"
+__all__ = ["brief", "clock", "compact", "error", "say", "short_image", "table", "trigger_text", "when"]
 
 
 def _redact(text: str) -> str:
@@ -38,22 +38,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], indent: str = "
     cells = [[str(h) for h in headers], *[[NONE if c is None or c == "" else str(c) for c in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     return "\n".join(indent + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
-
-
-def short_image(image: str | None) -> str:
-    """The 12-hex short digest of a pinned image; anything else as it is."""
-    if not image:
-        return NONE
-    from shared.contracts import ImageRef
-
-    try:
-        return ImageRef.parse(image).short
-    except ValueError:
-        return image
-
-
-def when(moment: datetime | None) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if moment else NONE
 
 
 def clock() -> str:

@@ -90,30 +90,11 @@ def _region_row(ctx: Context, s: RegionSnapshot) -> list[Any]:
 
 
 def _cloudflare_view(ctx: Context, snapshots: list[RegionSnapshot]) -> dict[str, Any]:
-    from shared.errors import GeodeployError
+    from shared.flows.status import read_pools
+    from shared.status import pool_states
 
-    try:
-        pools = ctx.cloudflare.list_pools()
-        error = None
-    except GeodeployError as e:  # Cloudflare or Secret Manager down: still show the regions
-        pools, error = [], " ".join(str(e).split())
-    by_name: dict[str, dict[str, Any]] = {}
-    for listed in sorted(pools, key=lambda p: str(p.get("created_on", ""))):
-        by_name.setdefault(str(listed.get("name")), listed)  # the oldest, as reconcile_traffic keeps
-    rows = []
-    for s in snapshots:
-        pool = by_name.get(s.region.cloudflare.pool)
-        health = s.health()
-        rows.append(
-            {
-                "region": s.region.name,
-                "pool": s.region.cloudflare.pool,
-                "exists": pool is not None,
-                "enabled": pool.get("enabled") if pool else None,
-                "healthy": pool.get("healthy") if pool else None,
-                "health": {"state": health.state, "reason": health.reason, "available": health.available},
-            }
-        )
+    pools, error = read_pools(lambda: ctx.cloudflare.list_pools())
+    rows = [p.as_json() for p in pool_states(pools, snapshots)]
     return {"hostname": ctx.config.cloudflare.hostname, "error": error, "pools": rows}
 
 
