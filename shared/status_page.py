@@ -82,7 +82,7 @@ def _pool_of(a: AppStatus, region: str) -> PoolState | None:
 def _region_row(a: AppStatus, s: RegionSnapshot, pool: PoolState | None) -> str:
     region = s.region.name
     pool_cell = _pool_cell(a, pool)
-    drift_cell = _drift_cell(s.drift)
+    drift_cell = _drift_cell(s.drift, s.reachable)
     if not s.reachable:
         return (
             f'<tr id="region-{_e(region)}" class="unreachable"><th>{_e(region)}</th>'
@@ -124,7 +124,9 @@ def _pool_cell(a: AppStatus, pool: PoolState | None) -> str:
     return f'<td class="pool">{state} <small>{_e(pool.pool)}, Cloudflare: {_e(seen)}</small></td>'
 
 
-def _drift_cell(mark: DriftMark | None) -> str:
+def _drift_cell(mark: DriftMark | None, reachable: bool) -> str:
+    if not reachable:  # its record of the last check could not be read either
+        return f'<td class="drift">{NONE} <small>not read</small></td>'
     if mark is None:
         return f'<td class="drift">{NONE} <small>no check recorded</small></td>'
     found = f"{mark.differences} difference{'s' if mark.differences != 1 else ''}" if mark.differences else ""
@@ -132,7 +134,7 @@ def _drift_cell(mark: DriftMark | None) -> str:
     cloudflare = f", Cloudflare: {mark.cloudflare_differences}" if mark.cloudflare_differences else ""
     detail = ", ".join(x for x in (found + healed + cloudflare, mark.reason) if x)
     return (
-        f'<td class="drift"><span class="{_e(mark.status)}">{_e(mark.status)}</span>'
+        f'<td class="drift"><span class="{_e(mark.status)}">{_e(_words(mark.status))}</span>'
         f"<br><small>{_e(when(mark.checked_at))}{' · ' + _e(detail) if detail else ''}</small></td>"
     )
 
@@ -192,6 +194,11 @@ def _tag_of(image: str | None, history: Iterable[Release]) -> str:
     return next((r.trigger.tag for r in history if r.image == image and r.trigger.tag), NONE)
 
 
+def _words(name: str) -> str:
+    """A status as words: in_sync reads "in sync"."""
+    return name.replace("_", " ")
+
+
 def _e(value: object) -> str:
     return escape(str(value), quote=True)
 
@@ -205,7 +212,7 @@ h2{margin:6px 0;font-size:18px}h2 small,h4 small{color:#69717d;font-weight:norma
 h3{font-size:15px;margin:14px 0 6px}h4{margin:10px 0 4px;font-size:13px}
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eceef1;
 vertical-align:top}thead th{font-size:12px;color:#69717d;font-weight:600}
-table.regions td,table.regions th{padding:6px 8px}small{color:#69717d}
+table.regions td,table.regions th{padding:6px 8px}table.regions tbody th{white-space:nowrap}small{color:#69717d}
 .digest{font-family:ui-monospace,monospace}
 .complete,.succeeded,.healthy,.serving,.in_sync{color:#16794c;font-weight:600}
 .progressing,.applying,.release_in_progress{color:#9a6700;font-weight:600}
