@@ -29,7 +29,7 @@ def status_page(request: Any) -> tuple[str, int, dict[str, str]]:
     from datetime import UTC, datetime
 
     from shared.flows.status import read_page_status
-    from shared.logs import configure_logging
+    from shared.logs import configure_logging, redact
     from shared.settings import load_instance_config
     from shared.status_page import render_page
 
@@ -41,4 +41,5 @@ def status_page(request: Any) -> tuple[str, int, dict[str, str]]:
         now=datetime.now(UTC),
         refresh_seconds=REFRESH_SECONDS,
     )
-    return render_page(status), 200, _HEADERS
+    # A last line of defence, as the CLI's output has: no path is meant to print the token.
+    return redact(render_page(status)), 200, _HEADERS
