@@ -7,7 +7,7 @@ PYTHON ?= $(shell scripts/find-python.sh 3.12)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test test-core lint venv binaries tools manifests sandbox-up sandbox-down clean
+.PHONY: demo test test-core lint venv binaries tools browser manifests sandbox-up sandbox-down clean
 
 $(VENV)/.installed: requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "no Python 3.12: see scripts/find-python.sh" >&2; exit 1; }
@@ -37,13 +37,17 @@ tools: venv
 	scripts/install-checkov.sh >/dev/null
 	$(PY) scripts/provider_schema.py >/dev/null
 
+# Debian's Chromium, for the status page's browser test (apt-get as root, once).
+browser:
+	scripts/install-chromium.sh >/dev/null
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
-test: venv binaries tools manifests lint
+test: venv binaries tools browser manifests lint
 	$(PY) -m pytest tests
 
 test-core: venv manifests

@@ -7,6 +7,7 @@ from functions.on_control import on_control
 from functions.on_deploy_result import on_deploy_result
 from functions.on_image_pushed import on_image_pushed
 from functions.reconcile_traffic import reconcile_traffic
+from functions.status_page import status_page
 
 __all__ = [
     "check_drift",
@@ -16,4 +17,5 @@ __all__ = [
     "on_deploy_result",
     "on_image_pushed",
     "reconcile_traffic",
+    "status_page",
 ]

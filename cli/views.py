@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from shared.display import NONE, short_image, when
 
 __all__ = [
     "brief",
@@ -24,8 +26,6 @@ __all__ = [
     "trigger_text",
     "when",
 ]
-
-NONE = "-"
 
 # With --output json, stdout is the document's alone: every text line goes to stderr.
 _text_on_stderr = False
@@ -68,18 +68,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], indent: str = "
     return "\n".join(indent + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
 
 
-def short_image(image: str | None) -> str:
-    """The 12-hex short digest of a pinned image; anything else as it is."""
-    if not image:
-        return NONE
-    from shared.contracts import ImageRef
-
-    try:
-        return ImageRef.parse(image).short
-    except ValueError:
-        return image
-
-
 def image_fields(image: str | None) -> dict[str, str | None]:
     """An image in a JSON document: the reference, its digest and the short digest (all
     null when there is none; digest null for an image that is not pinned)."""
@@ -92,10 +80,6 @@ def image_fields(image: str | None) -> dict[str, str | None]:
     except ValueError:
         return {"image": image, "digest": None, "digest_short": None}
     return {"image": image, "digest": ref.digest, "digest_short": ref.short}
-
-
-def when(moment: datetime | None) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if moment else NONE
 
 
 def clock() -> str:

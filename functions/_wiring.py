@@ -83,10 +83,10 @@ def edge_verdict(region: Region) -> bool:
     """Whether Cloudflare's monitor calls the region's pool healthy (a promotion gate's
     `require_edge_healthy`); raises TransientError when Cloudflare cannot be read."""
     from shared.edge_health import EdgeHealth
+    from shared.status import pools_by_name
 
     client = cloudflare_client()
-    named = [p for p in client.list_pools() if p.get("name") == region.cloudflare.pool]
-    if not named:
+    pool = pools_by_name(client.list_pools()).get(region.cloudflare.pool)
+    if pool is None:
         return False  # no pool yet: nothing can call it healthy
-    oldest = min(named, key=lambda p: str(p.get("created_on", "")))  # the one reconcile_traffic keeps
-    return client.edge_health(str(oldest["id"])) is EdgeHealth.HEALTHY
+    return client.edge_health(str(pool["id"])) is EdgeHealth.HEALTHY

@@ -29,6 +29,7 @@ def check_drift(cloud_event: Any) -> None:
 def _handle(data: dict[str, Any], event: EventInfo, log: BoundLogger) -> None:
     from shared.contracts import TrafficHealRequest, parse_drift_topic_message
     from shared.flows.drift import check_drift as check
+    from shared.flows.drift_mark import record_drift_checks
     from shared.settings import load_instance_config
 
     request = parse_drift_topic_message(data)
@@ -58,3 +59,5 @@ def _handle(data: dict[str, Any], event: EventInfo, log: BoundLogger) -> None:
     )
     message = {**report.as_message(), "trigger_event_id": event.id}
     _wiring.publisher().publish(config.topics.drift_reports, json.dumps(message, default=str).encode())
+    # After the report: the page shows the check once it is published.
+    record_drift_checks(config, report, connect=_wiring.connect, log=log)

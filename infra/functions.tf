@@ -126,7 +126,7 @@ resource "google_cloudfunctions2_function" "fn" {
 
   name        = each.key
   location    = each.value.location
-  description = "geodeploy ${each.value.entry_point}; triggered by ${join(", ", each.value.topics)}"
+  description = length(each.value.topics) > 0 ? "geodeploy ${each.value.entry_point}; triggered by ${join(", ", each.value.topics)}" : "geodeploy ${each.value.entry_point}; opened by its viewers (IAM)"
   labels      = local.labels
 
   build_config {
@@ -151,8 +151,10 @@ resource "google_cloudfunctions2_function" "fn" {
     max_instance_count               = each.value.max_instances
     min_instance_count               = 0
     max_instance_request_concurrency = 1
-    # Pub/Sub push from the same project is internal traffic; nothing else may call.
-    ingress_settings               = "ALLOW_INTERNAL_ONLY"
+    # Pub/Sub push from the same project is internal traffic; nothing else may call. The
+    # status page is opened from operators' machines (gcloud run services proxy): any
+    # network may reach it, and Cloud Run's IAM check lets only its viewers in.
+    ingress_settings               = contains(keys(local.http_functions), each.key) ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
     service_account_email          = google_service_account.role[each.value.identity].email
     environment_variables = merge(

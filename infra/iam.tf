@@ -62,7 +62,7 @@ resource "google_secret_manager_secret_iam_member" "secret_reader" {
 # --- Pub/Sub push: the invoker, and what the Pub/Sub service agent needs ---------------
 
 resource "google_cloud_run_service_iam_member" "push_invoker" {
-  for_each = local.functions
+  for_each = local.event_functions
 
   project  = local.project
   location = google_cloudfunctions2_function.fn[each.key].location

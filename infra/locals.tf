@@ -157,7 +157,24 @@ locals {
     }
   }
 
-  functions = merge(local.central_functions, local.regional_functions, local.notify_functions)
+  # Called by people over HTTP (IAM-protected: status_page.tf), not by Pub/Sub: no topics.
+  http_functions = {
+    "${local.name}-status-page" = {
+      entry_point     = "status_page"
+      topics          = []
+      location        = local.functions_region
+      region          = null
+      serialized      = false
+      timeout_seconds = 60
+      memory          = "512Mi"
+      max_instances   = 2
+      identity        = "status_page"
+    }
+  }
+  # What Pub/Sub pushes to (the push invoker's grants, pubsub.tf's subscriptions).
+  event_functions = merge(local.central_functions, local.regional_functions, local.notify_functions)
+
+  functions = merge(local.event_functions, local.http_functions)
 
   # One push subscription per function and trigger topic, named like
   # shared.topology.subscription_name: <function>--<topic>.
@@ -179,6 +196,7 @@ locals {
       waves        = { account_id = "${local.name}-waves", display_name = "${local.name}: on-deploy-result function (waves)" }
       traffic      = { account_id = "${local.name}-traffic", display_name = "${local.name}: reconcile-traffic function" }
       drift        = { account_id = "${local.name}-drift", display_name = "${local.name}: check-drift function" }
+      status_page  = { account_id = "${local.name}-status-page", display_name = "${local.name}: status-page function" }
       push         = { account_id = "${local.name}-push", display_name = "${local.name}: Pub/Sub push invoker" }
       build        = { account_id = "${local.name}-build", display_name = "${local.name}: builds the functions" }
       nodes        = { account_id = "${local.name}-nodes", display_name = "${local.name}: GKE nodes" }
@@ -237,6 +255,8 @@ locals {
       traffic = { publishes = [], clusters = true, secrets = [local.cloudflare_api_token_secret] }
       # its report, and a heal request for reconcile-traffic (the one writer of Cloudflare)
       drift = { publishes = [local.topics.drift_reports, local.topics.drift], clusters = true, secrets = [local.cloudflare_api_token_secret] }
+      # the status page reads what `geodeploy status` reads: the regions and the pools
+      status_page = { publishes = [], clusters = true, secrets = [local.cloudflare_api_token_secret] }
     },
     { for r in local.regions : "deploy-${r.name}" => { publishes = [local.topics.results], clusters = true, secrets = [] } },
     # reads exactly the webhooks' URLs and signing keys (notify.tf grants them)

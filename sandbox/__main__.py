@@ -1,6 +1,7 @@
-"""`python -m sandbox up|down|status`: the local multi-region sandbox from the command line.
+"""`python -m sandbox up|down|status|proxy`: the local multi-region sandbox from the command line.
 
     python -m sandbox up --config config/sandbox.yaml [--config config/sandbox-waves.yaml]
+    python -m sandbox proxy --service geodeploy-status-page --port 8080   # then open http://127.0.0.1:8080/
     python -m sandbox down
 Everything runs on 127.0.0.1; state, logs and kubeconfigs live in --state-dir (.sandbox).
 """
@@ -25,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--config", type=Path, action="append", required=True, help="a geodeploy config (repeatable)")
     sub.add_parser("down", help="stop a sandbox started with `up`")
     sub.add_parser("status", help="print where a running sandbox listens")
+    proxy = sub.add_parser("proxy", help="open an IAM-protected service as the operator (gcloud run services proxy)")
+    proxy.add_argument("--service", required=True, help="e.g. geodeploy-status-page")
+    proxy.add_argument("--port", type=int, default=8080, help="local port (0: any free one)")
     args = parser.parse_args(argv)
 
     state_file = args.state_dir / STATE_FILE
@@ -38,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(describe(json.loads(state_file.read_text())))
         return 0
+    if args.command == "proxy":
+        if not state_file.exists():
+            print(f"no sandbox recorded in {args.state_dir}", file=sys.stderr)
+            return 1
+        return proxy_service(json.loads(state_file.read_text()), args.service, args.port)
     if state_file.exists():
         print(f"a sandbox is already recorded in {args.state_dir}; run `python -m sandbox down` first", file=sys.stderr)
         return 1
@@ -46,6 +55,22 @@ def main(argv: list[str] | None = None) -> int:
     print(describe(json.loads(state_file.read_text())))
     print(f"\nstop it with: python -m sandbox --state-dir {args.state_dir} down")
     return 0
+
+
+def proxy_service(state: dict, service: str, port: int) -> int:
+    """Serves `service` on localhost with the operator's token added, until interrupted."""
+    import os
+
+    from sandbox.cloud_run import operator_token, run_server, serve_proxy
+
+    for config, services in state.get("services", {}).items():
+        if service in services:
+            # The operator's credentials: what the CLI runs with in this sandbox.
+            os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = state["env"][config]["GOOGLE_APPLICATION_CREDENTIALS"]
+            return run_server(serve_proxy(services[service], operator_token(), port))
+    known = ", ".join(n for services in state.get("services", {}).values() for n in services) or "none"
+    print(f"no service named {service!r} in this sandbox (services: {known})", file=sys.stderr)
+    return 1
 
 
 def describe(state: dict) -> str:
@@ -59,6 +84,9 @@ def describe(state: dict) -> str:
     for config, functions in state.get("functions", {}).items():
         lines.append(f"  functions of {config}:")
         lines += [f"    {name:<34} {url}" for name, url in functions.items()]
+    for config, services in state.get("services", {}).items():
+        lines.append(f"  behind Cloud Run's IAM check, of {config} (open with python -m sandbox proxy --service NAME):")
+        lines += [f"    {name:<34} {url}" for name, url in services.items()]
     lines.append(f"  started in {sum(state['timings'].values()):.1f} s: {state['timings']}")
     lines.append("  use it from the CLI with: export GEODEPLOY_SANDBOX=" + state["state_dir"])
     return "\n".join(lines)

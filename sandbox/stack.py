@@ -104,6 +104,8 @@ class Sandbox:
         self.proxy_endpoints: dict[str, str] = {}  # cluster name -> host:port of the fault proxy
         self.emulator: PubSubEmulator | None = None
         self.functions: dict[Path, FunctionsHost] = {}
+        # The HTTP functions (the status page) behind Cloud Run's IAM check: config -> name -> URL.
+        self.services: dict[Path, dict[str, str]] = {}
         self.timings: dict[str, float] = {}
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -117,6 +119,7 @@ class Sandbox:
             self._timed("fault proxy", self._start_fault_proxy)
             self._timed("pubsub emulator", self._start_emulator)
             self._timed("functions", self._start_functions)
+            self._timed("cloud run ingress", self._start_ingress)
             self._timed("subscriptions", self._create_subscriptions)
         except BaseException:
             self.stop()
@@ -371,6 +374,25 @@ class Sandbox:
         for path, host in self.functions.items():
             host.start(specs_by_path[path], timeout=60)
 
+    def _start_ingress(self) -> None:
+        """Each HTTP function behind its own Cloud Run front door (sandbox/cloud_run.py):
+        only a caller whose identity infra/ grants run.invoker on it gets through."""
+        for path, config in zip(self.config_paths, self.configs, strict=True):
+            for fn in (f for f in functions_of(config) if f.http):
+                service = f"projects/{config.project}/locations/{fn.location}/services/{fn.name}"
+                argv = ["-m", "sandbox.cloud_run", "ingress", "--upstream", self.functions[path].url(fn.name)]
+                argv += ["--iam", self.urls["google"], "--service", service, "--port", "0"]
+                process = ManagedProcess(
+                    f"ingress-{fn.name}",
+                    [sys.executable, *argv],
+                    cwd=REPO,
+                    env=self._marked_env(),
+                    log_path=self.state_dir / "logs" / f"ingress-{fn.name}.log",
+                )
+                self._standins[f"ingress-{fn.name}"] = process.start()
+                url = process.wait_for_line(_LISTENING, timeout=30).group(1)
+                self.services.setdefault(path, {})[fn.name] = url
+
     def _create_subscriptions(self) -> None:
         assert self.emulator is not None
         for path, config in zip(self.config_paths, self.configs, strict=True):
@@ -450,6 +472,8 @@ class Sandbox:
             "urls": self.urls,
             "env": {str(p): self.env_for(p) for p in self.config_paths},
             "functions": {str(p): host.urls for p, host in self.functions.items()},
+            # What an operator opens (python -m sandbox proxy): behind the IAM check.
+            "services": {str(p): urls for p, urls in self.services.items()},
             "timings": self.timings,
         }
         (self.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2))

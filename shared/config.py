@@ -468,6 +468,24 @@ class Notifications(_Model):
                 )
 
 
+# An IAM member as Cloud Run's policy names one; allUsers and allAuthenticatedUsers (the
+# public) have no such prefix, so they cannot be a viewer.
+IamMember = Annotated[str, Field(pattern=r"^(user|group|serviceAccount|domain):[^\s:]+$")]
+
+
+class StatusPage(_Model):
+    # Who may open the status page: each gets roles/run.invoker on its service, nothing more.
+    viewers: list[IamMember] = []
+
+    @field_validator("viewers", mode="before")
+    @classmethod
+    def _never_public(cls, value: Any) -> Any:
+        public = {"allUsers", "allAuthenticatedUsers"}
+        if isinstance(value, list) and public & {str(v) for v in value}:
+            raise ValueError("the status page is never public: name users, groups or service accounts")
+        return value
+
+
 UNKNOWN_APP = "unknown_app"
 
 
@@ -507,6 +525,7 @@ class Config(_Model):
     rollout: Rollout = Rollout()
     drift: Drift = Drift()
     alerts: Alerts = Alerts()
+    status_page: StatusPage = StatusPage()
     cloudflare: Cloudflare
     apps: list[App] = Field(min_length=1)
     regions: list[Region] = Field(min_length=1)

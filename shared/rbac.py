@@ -28,6 +28,7 @@ from shared.rendering import (
     render_namespace,
     render_shape,
 )
+from shared.status import drift_mark_name
 from shared.topology import (
     KubeRule,
     Names,
@@ -117,6 +118,7 @@ def _rules(
     names = {
         Names.RECORD: [record_name(app.name)],
         Names.RECONCILE_MARK: [reconcile_mark_name(config, app.name)],
+        Names.DRIFT_MARK: [drift_mark_name(config, app.name)],
         Names.ANY: [],
     }
     out = []

@@ -39,6 +39,7 @@ class Names:
     RENDERED = "rendered"  # the names the app's release gives each resource of the rule's part
     NAMESPACE = "namespace"  # the app's Namespace
     RECONCILE_MARK = "reconcile-mark"  # reconcile-traffic's record of its last full reconcile
+    DRIFT_MARK = "drift-mark"  # check-drift's record of its last check, per region
     ANY = "any"  # unlimited: a create names no object at authorization time
 
 
@@ -69,7 +70,7 @@ class Rendered(StrEnum):
 CONFIGMAPS = Resource("", "configmaps")
 NAMESPACES = Resource("", "namespaces")
 _NAMES_OF = {
-    Resource: {Names.RECORD, Names.NAMESPACE, Names.RECONCILE_MARK, Names.ANY},
+    Resource: {Names.RECORD, Names.NAMESPACE, Names.RECONCILE_MARK, Names.DRIFT_MARK, Names.ANY},
     Rendered: {Names.RENDERED, Names.ANY},
 }
 
@@ -119,6 +120,8 @@ KUBE_DRIFT = (
     # A heal re-creates a deleted Service, HPA, PDB, ... by name (never a workload: that
     # is a deploy's, ordered by its release).
     KubeRule(Rendered.OBJECTS, ("get", "patch", "create"), Names.RENDERED),
+    # Its last check, for the status page: server-side applied (the first is a create).
+    KubeRule(CONFIGMAPS, ("get", "patch", "create"), Names.DRIFT_MARK),
 )
 KUBE_TRAFFIC = (
     _READ_RECORD,
@@ -128,6 +131,12 @@ KUBE_TRAFFIC = (
     KubeRule(CONFIGMAPS, ("get", "patch", "create"), Names.RECONCILE_MARK),
 )
 KUBE_RECORDS = (_READ_RECORD,)
+# The status page: what `geodeploy status` reads, and the last drift check. Reads only.
+KUBE_STATUS_PAGE = (
+    _READ_RECORD,
+    KubeRule(Rendered.WORKLOADS, ("get",), Names.RENDERED),
+    KubeRule(CONFIGMAPS, ("get",), Names.DRIFT_MARK),
+)
 
 
 @dataclass(frozen=True)
@@ -153,6 +162,13 @@ class FunctionSpec:
     memory: str = "512Mi"
     identity: str = ""  # the service account it runs as: a key of infra's service_accounts
     access: Access = field(default_factory=Access)
+    # Called over HTTP by people (no topics): Cloud Run lets only these IAM members invoke it.
+    viewers: tuple[str, ...] = ()
+
+    @property
+    def http(self) -> bool:
+        """Opened by people over HTTP (the status page), not pushed to by Pub/Sub."""
+        return not self.topics
 
 
 def functions_of(config: Config) -> list[FunctionSpec]:
@@ -224,6 +240,18 @@ def functions_of(config: Config) -> list[FunctionSpec]:
             ),
         ),
     ]
+    specs.append(
+        FunctionSpec(
+            f"{n}-status-page",
+            "status_page",
+            (),
+            central,
+            timeout_seconds=60,
+            identity="status_page",
+            access=Access(clusters=every_region, secrets=token, kube=KUBE_STATUS_PAGE),
+            viewers=tuple(config.status_page.viewers),
+        )
+    )
     specs += [
         FunctionSpec(
             f"{n}-deploy-{region.name}",

@@ -110,43 +110,12 @@ def _region_row(ctx: Context, s: RegionSnapshot) -> list[Any]:
 
 
 def _cloudflare_view(ctx: Context, snapshots: list[RegionSnapshot]) -> dict[str, Any]:
-    from shared.errors import GeodeployError
+    from shared.flows.status import read_pools
+    from shared.status import pool_states
 
-    try:
-        pools = ctx.cloudflare.list_pools()
-        error = None
-    except GeodeployError as e:  # Cloudflare or Secret Manager down: still show the regions
-        pools, error = [], " ".join(str(e).split())
-    by_name: dict[str, dict[str, Any]] = {}
-    for listed in sorted(pools, key=lambda p: str(p.get("created_on", ""))):
-        by_name.setdefault(str(listed.get("name")), listed)  # the oldest, as reconcile_traffic keeps
-    rows = []
-    for s in snapshots:
-        pool = by_name.get(s.region.cloudflare.pool)
-        health = s.health()
-        rows.append(
-            {
-                "region": s.region.name,
-                "pool": s.region.cloudflare.pool,
-                "exists": pool is not None,
-                "enabled": pool.get("enabled") if pool else None,
-                "healthy": _edge_healthy(ctx, pool) if pool else None,
-                "health": {"state": health.state, "reason": health.reason, "available": health.available},
-            }
-        )
-    return {"hostname": ctx.config.cloudflare.hostname, "error": error, "pools": rows}
-
-
-def _edge_healthy(ctx: Context, pool: dict[str, Any]) -> bool | None:
-    """Cloudflare's verdict from its pool health report; None when it gives none."""
-    from shared.edge_health import EdgeHealth
-    from shared.errors import GeodeployError
-
-    try:
-        verdict = ctx.cloudflare.edge_health(str(pool["id"]))
-    except GeodeployError:  # the row still shows; "-" says Cloudflare did not tell
-        return None
-    return None if not verdict.known else verdict is EdgeHealth.HEALTHY
+    read = read_pools(lambda: ctx.cloudflare, [s.region.cloudflare.pool for s in snapshots])
+    rows = [p.as_json() for p in pool_states(read.listed, snapshots, read.verdicts)]
+    return {"hostname": ctx.config.cloudflare.hostname, "error": read.error, "pools": rows}
 
 
 def _status_json(ctx: Context, snapshots: list[RegionSnapshot], cloudflare: dict[str, Any] | None) -> dict[str, Any]:

@@ -57,14 +57,14 @@ def waiting(ctx: Context, snapshots: list[RegionSnapshot], *, ask_cloudflare: bo
     wave's pools, as on_deploy_result reads it."""
     from shared.edge_health import EdgeHealth
     from shared.flows.promotion import waiting_promotion
+    from shared.status import pools_by_name
 
     if any(not s.reachable for s in snapshots) or len(snapshots) != len(ctx.config.regions):
         return None
 
     def edge(region: Region) -> bool:
-        named = [p for p in ctx.cloudflare.list_pools() if p.get("name") == region.cloudflare.pool]
-        oldest = min(named, key=lambda p: str(p.get("created_on", "")), default=None)
-        return oldest is not None and ctx.cloudflare.edge_health(str(oldest["id"])) is EdgeHealth.HEALTHY
+        pool = pools_by_name(ctx.cloudflare.list_pools()).get(region.cloudflare.pool)
+        return pool is not None and ctx.cloudflare.edge_health(str(pool["id"])) is EdgeHealth.HEALTHY
 
     records = {s.region.name: s.record for s in snapshots}
     return waiting_promotion(ctx.config, ctx.app, records, edge if ask_cloudflare else None)

@@ -12,6 +12,10 @@ Routes (the query string, e.g. ``?$alt=json;enum-encoding=int``, is ignored):
   GET  /v1/projects/{p}/secrets/{s}/versions/{v}:access  v: number or "latest" (the
        highest enabled); ``name`` carries the resolved number, plus ``dataCrc32c``
   POST /token   OAuth2 refresh_token grant, form-encoded, client auth in body or Basic
+  POST /v2/projects/{p}/locations/{l}/services/{s}:testIamPermissions  Cloud Run Admin
+       API: which of the body's ``permissions`` the caller (its bearer) holds on the
+       service, as ``{"permissions": [...]}`` (the sandbox's Cloud Run ingress asks it
+       for ``run.routes.invoke`` with the caller's token, sandbox/cloud_run.py)
 
 Identities and IAM (what the sandbox runs with): each identity has its own refresh token
 (in its own credentials file) and gets its own access token from /token. With
@@ -129,6 +133,8 @@ class GoogleApisStandin(StandinServer):
         secret = "/v1/projects/{project}/secrets/{secret}/versions/{version}:access"
         self._router.add("GET", secret, self._access_secret)
         self._router.add("POST", "/token", self._token)
+        service = "/v2/projects/{project}/locations/{location}/services/{service}:testIamPermissions"
+        self._router.add("POST", service, self._test_service_permissions)
         if state:
             self.load_state(state)
 
@@ -159,13 +165,17 @@ class GoogleApisStandin(StandinServer):
         """Google's answer to a caller without `permission` on `resource` (or a parent)."""
         if not self.enforce_iam:
             return
+        if not self._holds(req, permission, resource):
+            raise GoogleError(403, "PERMISSION_DENIED", message)
+
+    def _holds(self, req: Request, permission: str, resource: str) -> bool:
+        """Whether the caller's identity (its bearer) is granted `permission` on `resource`
+        or a parent of it."""
         bearer = req.headers.get("Authorization", "").removeprefix("Bearer ")
         member = self._identities.get(bearer)
         parents = {"/".join(resource.split("/")[:n]) for n in range(2, resource.count("/") + 2)}
         with self._lock:
-            allowed = member is not None and any((member, permission, r) in self._grants for r in parents)
-        if not allowed:
-            raise GoogleError(403, "PERMISSION_DENIED", message)
+            return member is not None and any((member, permission, r) in self._grants for r in parents)
 
     def register_cluster(
         self,
@@ -319,6 +329,13 @@ class GoogleApisStandin(StandinServer):
             "dataCrc32c": str(google_crc32c.value(data)),
         }
         return Response(200, {"name": f"{name}/versions/{number}", "payload": payload})
+
+    def _test_service_permissions(self, req: Request, project: str, location: str, service: str) -> Response:
+        name = f"projects/{project}/locations/{location}/services/{service}"
+        asked = (req.json_or_none() or {}).get("permissions") or []
+        held = [p for p in asked if not self.enforce_iam or self._holds(req, str(p), name)]
+        # Google answers the subset the caller holds (an empty object when it holds none).
+        return Response(200, {"permissions": held} if held else {})
 
     def _token(self, req: Request) -> Response:
         form = req.form()

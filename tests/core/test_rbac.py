@@ -119,9 +119,14 @@ def test_rules_name_exactly_the_apps_record_and_objects(config: Config) -> None:
         for rule in role["rules"]:
             if rule["resources"] == ["configmaps"] and "resourceNames" in rule:
                 record, mark = f"geodeploy-releases-{app.name}", f"{config.name}-traffic-{app.name}"
-                assert rule["resourceNames"] in ([record], [mark]), rule
+                drift_mark = f"{config.name}-drift-{app.name}"
+                assert rule["resourceNames"] in ([record], [mark], [drift_mark]), rule
                 if rule["resourceNames"] == [mark]:  # only reconcile-traffic writes it, and nothing else
                     assert role["metadata"]["name"].endswith("-traffic"), role["metadata"]
+                elif rule["resourceNames"] == [drift_mark]:  # check-drift writes it, the status page reads it
+                    assert role["metadata"]["name"].endswith(("-drift", "-status-page")), role["metadata"]
+                    if role["metadata"]["name"].endswith("-status-page"):
+                        assert rule["verbs"] == ["get"], rule
                 else:
                     assert set(rule["verbs"]) <= {"get", "update"}, rule
             elif "resourceNames" in rule:
@@ -142,8 +147,9 @@ EXPECTED_VERBS = {
         ("autoscaling", "horizontalpodautoscalers"): {"patch", "create"},
         ("policy", "poddisruptionbudgets"): {"patch", "create"},
     },
+    # configmaps: get the release record; get and apply its own last-check mark
     "drift": {
-        ("", "configmaps"): {"get"},
+        ("", "configmaps"): {"get", "patch", "create"},
         ("", "namespaces"): {"get", "patch"},
         ("apps", "deployments"): {"get", "patch"},
         ("", "services"): {"get", "patch", "create"},
@@ -156,6 +162,8 @@ EXPECTED_VERBS = {
     "waves": {("", "configmaps"): {"get"}},
     "image_pushed": {},
     "notify": {},  # posts to webhooks: no cluster at all
+    # reads only: the release record, the workloads, the last drift check
+    "status_page": {("", "configmaps"): {"get"}, ("apps", "deployments"): {"get"}},
 }
 
 

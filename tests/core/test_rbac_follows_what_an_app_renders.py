@@ -113,11 +113,13 @@ def test_the_seed_drift_check_and_traffic_name_the_templates_objects() -> None:
     config = load_config(SEED)
     app, region = config.apps[0], config.regions[0]
     drift = _rules(config, region, "drift", app)
-    assert _named(drift, "get") - {("", "configmaps", "geodeploy-releases-my-app")} == _rendered(config, app, region)
+    own = {("", "configmaps", "geodeploy-releases-my-app"), ("", "configmaps", f"{config.name}-drift-my-app")}
+    assert _named(drift, "get") - own == _rendered(config, app, region)
     assert _named(drift, "create") == {
         ("", "services", "my-app-service"),
         ("autoscaling", "horizontalpodautoscalers", "my-app-hpa"),
         ("policy", "poddisruptionbudgets", "my-app-pdb"),
+        ("", "configmaps", f"{config.name}-drift-my-app"),  # its last-check mark
     }
     traffic = _rules(config, region, "traffic", app)
     assert ("apps", "deployments", ("get",), ("my-app-deployment",)) in traffic
@@ -156,6 +158,7 @@ def test_a_directory_apps_drift_check_may_recreate_only_what_is_not_a_workload()
         ("apps", "statefulsets", ("get", "patch"), ("db",)),
         ("", "serviceaccounts", ("get", "patch", "create"), ("runner",)),
         ("", "configmaps", ("get", "patch", "create"), ("settings-us-west1",)),
+        ("", "configmaps", ("get", "patch", "create"), (f"{config.name}-drift-shop",)),
     ]
     assert ("apps", "deployments", ("get",), ("web", "worker")) in _rules(config, region, "traffic", app)
     assert ("apps", "statefulsets", ("get",), ("db",)) in _rules(config, region, "traffic", app)
@@ -212,6 +215,7 @@ def test_a_builtin_apps_deployer_role_is_what_it_always_was() -> None:
         ("", "services", ("get", "patch", "create"), ("shop",)),
         ("autoscaling", "horizontalpodautoscalers", ("get", "patch", "create"), ("shop",)),
         ("policy", "poddisruptionbudgets", ("get", "patch", "create"), ("shop",)),
+        ("", "configmaps", ("get", "patch", "create"), ("geodeploy-drift-shop",)),
     ]
     assert _rules(config, region, "traffic", config.apps[0]) == [
         ("", "configmaps", ("get",), ("geodeploy-releases-shop",)),

@@ -17,6 +17,7 @@ CENTRAL = {
     "on-deploy-result": "on_deploy_result",
     "reconcile-traffic": "reconcile_traffic",
     "check-drift": "check_drift",
+    "status-page": "status_page",
 }
 
 
@@ -58,6 +59,24 @@ def test_central_functions_run_where_the_config_says():
         "us-west1",
         "asia-east1",
     }
+
+
+def test_the_status_page_has_no_topic_and_only_the_configured_viewers():
+    [page] = [f for f in functions_of(build_config()) if f.entry_point == "status_page"]
+    assert page.topics == () and page.viewers == ()
+    viewers = ["user:ana@example.com", "group:sre@example.com"]
+    config = build_config(changed(config_data(), "status_page", {"viewers": viewers}))
+    [page] = [f for f in functions_of(config) if f.entry_point == "status_page"]
+    assert page.viewers == tuple(viewers)
+    assert page.access.publishes == () and page.access.secrets == (config.cloudflare.api_token_secret,)
+
+
+@pytest.mark.parametrize("member", ["allUsers", "allAuthenticatedUsers", "ana@example.com", "user:"])
+def test_the_status_page_is_never_public(member):
+    from shared.errors import ConfigError
+
+    with pytest.raises((ConfigError, ValueError)):
+        build_config(changed(config_data(), "status_page", {"viewers": [member]}))
 
 
 def test_triggers():
