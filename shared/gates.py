@@ -41,6 +41,9 @@ class Promotion:
     since: datetime | None  # when the wave's last region finished (None: still soaking)
     soaking: tuple[str, ...] = ()  # regions of the wave still soaking
     edge_detail: str = ""  # why Cloudflare holds it (EDGE)
+    # Regions of the next wave that already have it: the gate was passed, and only the
+    # others still need their requests (a publish cut short, or requests in flight).
+    promoted_to: tuple[str, ...] = ()
 
     @property
     def at_gate(self) -> str:
@@ -63,10 +66,18 @@ def pending_promotion(config: Config, app: App, records: Mapping[str, ReleaseRec
         in_wave = [_as_recorded(records[r.name], newest) for r in config.regions_in_wave(wave)]
         if any(r is None or not _runs_or_soaks(r) for r in in_wave):
             return None  # not (yet) through this wave: waiting on rollouts, or halted
-        if any(_as_recorded(records[r.name], newest) is not None for r in config.regions_in_wave(following)):
+        next_regions = config.regions_in_wave(following)
+        sent = tuple(r.name for r in next_regions if _as_recorded(records[r.name], newest) is not None)
+        if len(sent) == len(next_regions):
             continue  # promoted past this gate already
         if not _gated(gate.soak_seconds, gate.require_edge_healthy, gate.approval):
             return None  # an open gate: the wave's last result promotes (or will)
+        first = in_wave[0]
+        assert first is not None
+        if sent:
+            # Promoted, but not every region got it (a publish cut short, or requests
+            # still in flight): the gate was passed; what is left is to send the rest.
+            return Promotion(app.name, first, wave, following, (), None, promoted_to=sent)
         soaking = tuple(
             r.name
             for r, rel in zip(config.regions_in_wave(wave), in_wave, strict=True)
@@ -79,8 +90,6 @@ def pending_promotion(config: Config, app: App, records: Mapping[str, ReleaseRec
             holds.append(Hold.APPROVAL)
         finished = [rel.finished_at for rel in in_wave if rel is not None and rel.finished_at is not None]
         since = max(finished) if finished and not soaking else None
-        first = in_wave[0]
-        assert first is not None
         return Promotion(app.name, first, wave, following, tuple(holds), since, soaking)
     return None
 
@@ -105,9 +114,5 @@ def _newest_deploy(records: Iterable[ReleaseRecord]) -> Release | None:
 
 
 def _as_recorded(record: ReleaseRecord, release: Release) -> Release | None:
-    """The release as one region recorded it: by id, or by image, as the wave advance
-    finds it (one digest pushed under several tags is several releases, of which each
-    region records the first it saw)."""
-    return record.find(release.release_id) or next(
-        (r for r in record.history if r.image == release.image and r.kind == "deploy" and not r.rollback_of), None
-    )
+    """The release as one region recorded it, as the wave advance finds it."""
+    return record.standing_for(release.release_id, release.image, release.order)

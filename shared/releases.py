@@ -143,6 +143,21 @@ class ReleaseRecord(BaseModel):
     def find(self, release_id: str) -> Release | None:
         return next((r for r in self.history if r.release_id == release_id), None)
 
+    def standing_for(self, release_id: str, image: str | None, order: ReleaseOrder) -> Release | None:
+        """The entry that stands for a deploy: its own, or else a deploy of the same image
+        claimed or confirmed at or after it (one digest pushed under several tags is
+        several releases, of which each region records the first it saw). An older
+        release of the same image does not: after v1, v2 and v1 again, the first v1 is
+        not the third."""
+        return self.find(release_id) or next(
+            (
+                r
+                for r in self.history
+                if r.image == image and r.kind == "deploy" and not r.rollback_of and r.claim_order >= order
+            ),
+            None,
+        )
+
     def with_release(self, release: Release, limit: int) -> ReleaseRecord:
         """The record with `release` claimed as the newest entry (replacing one with its
         id). Every other unfinished release is superseded by the claim, so it ends even

@@ -166,6 +166,8 @@ def gate_wait(config: Config, promotion: Promotion) -> GateWait:
         detail = f"soaking: {', '.join(promotion.soaking)}"
     elif Hold.APPROVAL in promotion.holds:
         detail = "run geodeploy promote"
+    elif promotion.promoted_to:
+        detail = f"already sent to {', '.join(promotion.promoted_to)}; the next promotion check sends the rest"
     else:
         detail = ""
     regions = tuple(r.name for r in config.regions_in_wave(promotion.next_wave))

@@ -105,7 +105,7 @@ def waiting_promotion(
     gate = config.gate_after(promotion.wave)
     # Cloudflare steers one app: only its pools have a verdict to wait for.
     asks_cloudflare = edge is not None and gate.require_edge_healthy and app.name == config.cloudflare.app
-    if not asks_cloudflare or promotion.soaking:
+    if not asks_cloudflare or promotion.soaking or promotion.promoted_to:
         return promotion
     assert edge is not None
     try:
@@ -168,6 +168,12 @@ def promote_waiting(
         issued_at=release.issued_at,
         wave=promotion.next_wave,
     )
+    requests = [r for r in requests if r.region not in promotion.promoted_to]
     send_deploy_requests(requests, config, publisher)
-    log.info(WAVE_PROMOTED, regions=[r.region for r in requests], approved_by=approval.by if approval else None)
+    log.info(
+        WAVE_PROMOTED,
+        regions=[r.region for r in requests],
+        already_sent=list(promotion.promoted_to),
+        approved_by=approval.by if approval else None,
+    )
     return promotion

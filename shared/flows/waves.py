@@ -22,6 +22,7 @@ from shared.flows.regions import each_region
 from shared.flows.requests import send_deploy_requests
 from shared.logs import BoundLogger
 from shared.planning import plan_region_requests
+from shared.releases import release_order
 
 __all__ = ["advance_waves"]
 
@@ -113,11 +114,7 @@ def _region_state(result: DeployResult, app: App, region: Region, connect: Calla
         return _UNKNOWN  # unknown is not success, and not "will report later"
     except PermanentError:  # e.g. an unreadable record: it cannot succeed, so the wave halts
         return _FAILED
-    # By image too, not only release id: one digest pushed under several tags is
-    # several releases, of which each region records only the first it saw.
-    release = record.find(result.release_id) or next(
-        (r for r in record.history if r.image == result.image and r.kind == "deploy"), None
-    )
+    release = record.standing_for(result.release_id, result.image, release_order(result.issued_at, result.release_id))
     if release is None or release.status in ("applying", "progressing"):
         return _PENDING
     return _SUCCEEDED if release.status == "succeeded" else _FAILED

@@ -70,7 +70,9 @@ def test_a_promoted_release_no_longer_waits() -> None:
     config = gated(approval="manual")
     started = release("r1", ref("v1"), status="progressing", issued_at=at(0))
 
-    assert pending_promotion(config, config.app("shop"), at_region(eu=record(R1), us=record(started))) is None
+    promoted = at_region(eu=record(R1), us=record(started), asia=record(started))
+
+    assert pending_promotion(config, config.app("shop"), promoted) is None
 
 
 def test_nothing_waits_after_a_failure_or_a_rollback_in_the_wave() -> None:
@@ -104,6 +106,46 @@ def test_a_digest_recorded_under_another_release_id_is_the_same_release() -> Non
 
     assert promotion is not None and promotion.holds == (Hold.APPROVAL,)
     assert promotion.release.image == ref("v1")
+
+
+def test_a_promotion_cut_short_waits_for_nothing_and_names_who_has_it() -> None:
+    """The promote's publish reached one region of the next wave and failed for the other
+    (its redelivery, or the next tick, must send the rest): the gate was passed, so
+    nothing holds it, and only the region without it is left."""
+    config = gated(approval="manual")
+    started = release("r1", ref("v1"), status="progressing", issued_at=at(0))
+
+    promotion = pending_promotion(config, config.app("shop"), at_region(eu=record(R1), us=record(started)))
+
+    assert promotion is not None
+    assert (promotion.release.release_id, promotion.next_wave) == ("r1", 2)
+    assert promotion.holds == ()
+    assert promotion.promoted_to == (US,)
+
+
+def test_an_older_release_of_the_same_image_is_not_the_new_one() -> None:
+    """v1, v2, then v1 pushed again (a revert): a next-wave region that ran the first v1
+    has not been promoted the third release, so the gate still holds it."""
+    config = gated(approval="manual")
+    again = release("r3", ref("v1"), issued_at=at(20))
+
+    promotion = pending_promotion(
+        config, config.app("shop"), at_region(eu=record(again, R2, R1), us=record(R2, R1), asia=record(R2, R1))
+    )
+
+    assert promotion is not None
+    assert (promotion.release.release_id, promotion.holds, promotion.promoted_to) == ("r3", (Hold.APPROVAL,), ())
+
+
+def test_a_region_already_running_the_image_stands_for_the_push_that_confirmed_it() -> None:
+    """The same digest pushed again where it already runs is confirmed, not re-applied:
+    that entry stands for the new push; an unconfirmed older one does not."""
+    again = release("r3", ref("v1"), issued_at=at(20))
+    confirmed = R1.model_copy(update={"confirmed_by": "r3", "confirmed_at": at(20)})
+
+    assert record(confirmed).standing_for("r3", ref("v1"), again.order) == confirmed
+    assert record(R2, R1).standing_for("r3", ref("v1"), again.order) is None
+    assert record(R1).standing_for("r1", ref("v1"), R1.order) == R1
 
 
 def test_an_operators_approval_opens_only_the_gate_it_names() -> None:
