@@ -14,7 +14,7 @@ from shared.adapters.kube import KubeClient
 from shared.adapters.release_store import ReleaseStore
 from shared.config import App, Config, Region
 from shared.edge_health import EdgeHealth
-from shared.errors import ClusterUnreachable, GeodeployError, PermanentError
+from shared.errors import ClusterUnreachable, GeodeployError, PermanentError, TransientError
 from shared.flows.promotion import waiting_promotion
 from shared.flows.regions import each_region
 from shared.rendering import render_shape
@@ -134,17 +134,33 @@ def read_pools(cloudflare: Callable[[], PoolReader], names: Iterable[str]) -> Po
 
 
 def waiting_at_gates(
-    config: Config, app: App, snapshots: list[RegionSnapshot], pools: list[PoolState] | None
+    config: Config,
+    app: App,
+    snapshots: list[RegionSnapshot],
+    pools: list[PoolState] | None,
+    pools_error: str | None = None,
 ) -> list[GateWait]:
     """The release of `app` held at a gate, as the regions' records say (only when every
     region was read: one not read may hold a newer release), with Cloudflare's verdict
-    from `pools` when the gate asks for it (None: the app is not the one it steers)."""
+    from `pools` when the gate asks for it (None: the app is not the one it steers).
+    No verdict (Cloudflare not read: `pools_error`, or no health report for a pool) is
+    worded as such, as `geodeploy status` words it, not as an unhealthy pool."""
     if len(snapshots) != len(config.regions) or not all(s.reachable for s in snapshots):
         return []
-    healthy = {p.region: p.healthy is True for p in pools or []}
-    edge = (lambda region: healthy.get(region.name, False)) if pools is not None else None
+    by_region = {p.region: p for p in pools or []}
+
+    def edge(region: Region) -> bool:
+        if pools_error is not None:
+            raise TransientError(pools_error)
+        pool = by_region.get(region.name)
+        if pool is None or not pool.exists:
+            return False  # no pool is no healthy one
+        if pool.healthy is None:
+            raise TransientError(f"no health report for pool {pool.pool}")
+        return pool.healthy
+
     records = {s.region.name: s.record for s in snapshots}
-    promotion = waiting_promotion(config, app, records, edge)
+    promotion = waiting_promotion(config, app, records, edge if pools is not None or pools_error else None)
     return [gate_wait(config, promotion)] if promotion is not None else []
 
 
@@ -168,5 +184,5 @@ def read_page_status(
         if app.name == config.cloudflare.app:
             read = read_pools(cloudflare, [s.region.cloudflare.pool for s in snapshots])
             pools, error = pool_states(read.listed, snapshots, read.verdicts), read.error
-        apps.append(AppStatus(app, snapshots, pools, error, waiting_at_gates(config, app, snapshots, pools)))
+        apps.append(AppStatus(app, snapshots, pools, error, waiting_at_gates(config, app, snapshots, pools, error)))
     return PageStatus(config.name, config.project, config.cloudflare.hostname, now, refresh_seconds, apps)

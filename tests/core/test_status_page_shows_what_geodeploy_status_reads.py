@@ -198,6 +198,19 @@ def test_a_release_at_a_gate_shows_what_holds_it_cloudflare_included():
     assert (held.gate, held.detail) == ("manual approval", "run geodeploy promote")
 
 
+def test_cloudflare_not_read_is_no_verdict_not_an_unhealthy_pool():
+    """As `geodeploy status` words it: the gate waits on a verdict it could not read."""
+    snapshots = _gated_snapshots()
+    listed = [{"id": f"id-{r.name}", "name": r.cloudflare.pool, "enabled": True} for r in GATED.regions]
+
+    [down] = waiting_at_gates(GATED, SHOP, snapshots, pool_states([], snapshots, {}), "Cloudflare answered 503")
+    [unjudged] = waiting_at_gates(GATED, SHOP, snapshots, pool_states(listed, snapshots, {}))
+
+    assert down.gate == "manual approval, Cloudflare's health check"
+    assert down.detail == "Cloudflare: Cloudflare answered 503"
+    assert unjudged.detail == "Cloudflare: no health report for pool shop-europe-west1"
+
+
 def test_no_gate_is_claimed_while_a_region_is_not_read():
     # The region not read may hold a newer release that cancelled this one.
     assert waiting_at_gates(GATED, SHOP, _gated_snapshots(eu_error="connection refused"), None) == []
