@@ -331,6 +331,12 @@ def test_a_killed_function_is_redelivered_to_a_fresh_worker(sandbox, shop, fault
     image = f"{config.apps[0].repository}@{digest}"
     deployment_patch = r"/apis/apps/v1/namespaces/shop/deployments/shop$"
     # The first apply of this release's Deployment (not a dry run) waits at the proxy.
+    # The app runs everywhere first (whatever ran before this test): the held request is
+    # then the release's one apply of an existing Deployment, not a create beside it.
+    baseline = digest_for(_unique("kill-baseline"))
+    sandbox.push_image(config, baseline, tag="v7.9.0")
+    sandbox.wait_for_image(config, [r.name for r in config.regions], f"{config.apps[0].repository}@{baseline}")
+    sandbox.wait_for_traffic_settled(config)
     faults.add_rule("hold", cluster=cluster, method="PATCH", path=deployment_patch, query="^(?!.*dryRun)", body=digest)
     workers = sandbox.sandbox.functions[path].workers(function)
     mark = faults.audit_mark()
