@@ -12,7 +12,7 @@ waits for it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
 
 from shared.adapters.webhooks import Delivery, Failure
@@ -27,6 +27,8 @@ __all__ = ["send_notifications"]
 SECRET_UNREADABLE = "secret_unreadable"  # a webhook's URL or key could not be read
 UNEXPECTED_ERROR = "unexpected_error"
 _MAX_PARALLEL_POSTS = 8
+# Inside notify's 60 s timeout (shared.topology.NOTIFY_TIMEOUT_SECONDS), with room to log.
+CALL_DEADLINE_SECONDS = 45.0
 
 Post = Callable[[str, bytes, Mapping[str, str]], Delivery]
 
@@ -40,12 +42,14 @@ def send_notifications(
     now: Callable[[], datetime],
     log: BoundLogger,
     forget_secret: Callable[[str], None] = lambda _: None,
+    deadline_seconds: float = CALL_DEADLINE_SECONDS,
 ) -> list[Delivery | None]:
     """Posts every notification the message makes to every webhook that takes it; returns
     each post's outcome (None: it was not attempted). An unreadable message raises
     InvalidMessage (logged and acked by the entry point). A receiver that refuses the
     post, or a URL that cannot be used, makes the webhook's secrets `forget`-ten: the
-    next notification reads them again (they may have been rotated)."""
+    next notification reads them again (they may have been rotated). What has not
+    ended within `deadline_seconds` is logged as timed out and returned as None."""
     routed = [(n, w) for n in notifications_of(config, message) for w in webhooks_for(config, n)]
     if not routed:
         log.info("notification_unrouted", detail="no notification, or no webhook whose filters take it")
@@ -58,8 +62,27 @@ def send_notifications(
                 forget_secret(secret)
         return delivery
 
-    with ThreadPoolExecutor(max_workers=min(len(routed), _MAX_PARALLEL_POSTS)) as pool:
-        return list(pool.map(deliver, routed))
+    # The call's own deadline: a receiver that trickles its answer a byte at a time
+    # never trips a read timeout, and more pairs than workers queue behind the slow ones.
+    # What has not ended by then is given up (logged) and left behind, not waited for.
+    pool = ThreadPoolExecutor(max_workers=min(len(routed), _MAX_PARALLEL_POSTS))
+    futures = [pool.submit(deliver, pair) for pair in routed]
+    done, late = wait(futures, timeout=deadline_seconds)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for future, (notification, webhook) in zip(futures, routed, strict=True):
+        if future in late:
+            log.warning(
+                "notification_failed",
+                reason=Failure.TIMEOUT,
+                webhook=webhook.name,
+                kind=notification.kind.value,
+                status=notification.status.value,
+                app=notification.app,
+                region=notification.region,
+                delivery_id=delivery_id(webhook, notification),
+                detail=f"not delivered within the call's {deadline_seconds:.0f} s: given up",
+            )
+    return [future.result() if future in done else None for future in futures]
 
 
 def _deliver(

@@ -30,6 +30,7 @@ class Receiver:
     def __init__(self) -> None:
         self.answers: list[int] = [200]
         self.hang_seconds = 0.0
+        self.trickle = False  # answer one header byte at a time, 0.1 s apart, until unset
         self.posts: list[dict[str, Any]] = []
         receiver = self
 
@@ -39,6 +40,15 @@ class Receiver:
                 receiver.posts.append({"path": self.path, "headers": dict(self.headers.items()), "body": body})
                 if receiver.hang_seconds:
                     time.sleep(receiver.hang_seconds)
+                if receiver.trickle:
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                    while receiver.trickle:  # each byte well inside any read timeout
+                        try:
+                            self.wfile.write(b"X")
+                            self.wfile.flush()
+                        except OSError:
+                            return
+                        time.sleep(0.1)
                 status = receiver.answers[min(len(receiver.posts), len(receiver.answers)) - 1]
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
@@ -221,3 +231,31 @@ def test_a_refused_post_makes_the_webhooks_secrets_read_again():
         forget_secret=forgotten.append,
     )
     assert sorted(forgotten) == ["audit-key", "audit-url"]
+
+
+def test_a_receiver_that_trickles_its_answer_is_given_up_at_the_calls_deadline(receiver, caplog):
+    """One byte every 0.1 s never trips a 0.5 s read timeout: only the call's own
+    deadline ends the wait, logged as a timeout, and the other webhook is still told."""
+    config = _config()
+    receiver.trickle = True
+    urls = {"chat-url": f"{receiver.url}/trickle", "audit-url": "http://127.0.0.1:9/closed"}
+
+    def post(url: str, body: bytes, headers: Any) -> Delivery:
+        return post_webhook(url, body, headers, sleep=lambda _: None, timeout=(0.5, 0.5))
+
+    with caplog.at_level(logging.INFO, logger="geodeploy"):
+        outcomes = send_notifications(
+            config,
+            _result_message(config),
+            read_secret=lambda name: "k" * 64 if name == "audit-key" else urls[name],
+            post=post,
+            now=lambda: datetime.now(UTC),
+            log=get_logger("notify"),
+            deadline_seconds=2,
+        )
+    receiver.trickle = False
+    chat, audit = outcomes
+    assert chat is None and audit is not None and audit.failure == Failure.UNREACHABLE
+    failed = {f["webhook"]: f for f in _logged(caplog, "notification_failed")}
+    assert failed["chat"]["reason"] == Failure.TIMEOUT and "within the call's 2 s" in failed["chat"]["detail"]
+    assert failed["audit"]["reason"] == Failure.UNREACHABLE
