@@ -65,6 +65,7 @@ ISSUED_IN_THE_FUTURE = "issued_in_the_future"
 # later push `superseded` until that date.
 MAX_ISSUED_AHEAD = timedelta(minutes=5)
 _DECIDE_ATTEMPTS = 8  # re-reads after a conflicting record write, before redelivery
+_CONFIRMATION_MERGES = 4  # duplicates confirming our release while we write its status
 _APPLY_ATTEMPTS = 8  # re-reads after the Deployment moved under a guarded apply
 _REAPPLY_LIMIT = 3  # a release put back after an older apply or a hand edit replaced it
 
@@ -287,23 +288,27 @@ class _Run:
             release = release.model_copy(
                 update={"confirmed_by": before.confirmed_by, "confirmed_at": before.confirmed_at}
             )
-        try:
-            updated = record.updated(release)
-            return updated, self.store.write(updated, version)
-        except KubeConflict:
-            fresh, fresh_version = self.store.read()
-            live, current = fresh.find(release.release_id), fresh.current
-            if (
-                before is None
-                or live is None
-                or current is None
-                or current.release_id != release.release_id
-                or live.status != before.status
-            ):
-                raise
-            merged = release.model_copy(update={"confirmed_by": live.confirmed_by, "confirmed_at": live.confirmed_at})
-            updated = fresh.updated(merged)
-            return updated, self.store.write(updated, fresh_version)
+        # Several duplicates (one digest under several tags) may confirm it one after
+        # another while we write: each is merged in turn.
+        for _ in range(_CONFIRMATION_MERGES):
+            try:
+                updated = record.updated(release)
+                return updated, self.store.write(updated, version)
+            except KubeConflict:
+                record, version = self.store.read()
+                live, current = record.find(release.release_id), record.current
+                if (
+                    before is None
+                    or live is None
+                    or current is None
+                    or current.release_id != release.release_id
+                    or live.status != before.status
+                ):
+                    raise
+                release = release.model_copy(
+                    update={"confirmed_by": live.confirmed_by, "confirmed_at": live.confirmed_at}
+                )
+        raise KubeConflict(f"the release record of {release.release_id} kept changing while it was written")
 
     def _supersede(
         self, release: Release, record: ReleaseRecord, version: str | None, reason: str, detail: str = ""

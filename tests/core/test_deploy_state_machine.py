@@ -1109,3 +1109,32 @@ def test_f4_a_second_push_of_a_digest_that_failed_in_place_ends() -> None:
     x = replay(Scenario(("bad", "bad"), fail_after=4, watch_ticks=2), [run_to_end("rel-1-bad")])
     found = violations(x)
     assert found == [], "\n".join(map(str, found)) + "\n\n" + x.report()
+
+
+def test_duplicates_confirming_a_release_one_after_another_cost_it_no_second_apply() -> None:
+    """Found in the sandbox (one digest pushed under three tags): the release's status
+    write lost to one duplicate's confirmation, merged it, and lost again to the next
+    one's, which sent it back to deciding and to applying its manifests once more. v0
+    runs; then, no fault:
+
+    1. rel-1-v1 (v1) is delivered: claims, applies, and stops before its `progressing` write;
+    2. rel-2-v1 (the same digest, another tag) confirms it, acked;
+    3. rel-1-v1's write conflicts; it re-reads, and stops before writing again;
+    4. rel-3-v1 (a third tag) confirms it too, acked;
+    5. rel-1-v1 goes on to its end: the second conflict is merged like the first."""
+    x = replay(
+        Scenario(("v1", "v1", "v1"), seeded=True),
+        [
+            run_until("rel-1-v1", "progressing write"),
+            run_to_end("rel-2-v1"),
+            run_until("rel-1-v1", "progressing write", occurrence=2),
+            run_to_end("rel-3-v1"),
+            run_to_end("rel-1-v1"),
+        ],
+    )
+    assert_invariants(x)
+    applies = [w for w in x.cluster.deployment_writes if w.verb in ("apply", "create") and w.release == "rel-1-v1"]
+    assert len(applies) == 1
+    current = x.record().current
+    assert current is not None
+    assert (current.release_id, current.status, current.confirmed_by) == ("rel-1-v1", "succeeded", "rel-3-v1")
