@@ -66,17 +66,24 @@ def pending_promotion(config: Config, app: App, records: Mapping[str, ReleaseRec
         in_wave = [_as_recorded(records[r.name], newest) for r in config.regions_in_wave(wave)]
         if any(r is None or not _runs_or_soaks(r) for r in in_wave):
             return None  # not (yet) through this wave: waiting on rollouts, or halted
+        first = in_wave[0]
+        assert first is not None
         next_regions = config.regions_in_wave(following)
-        sent = tuple(r.name for r in next_regions if _as_recorded(records[r.name], newest) is not None)
+        # The promotion sends `first`'s id; a region may also hold the push as its duplicate.
+        sent = tuple(
+            r.name
+            for r in next_regions
+            if records[r.name].find(first.release_id) or _as_recorded(records[r.name], newest)
+        )
         if len(sent) == len(next_regions):
             continue  # promoted past this gate already
         if not _gated(gate.soak_seconds, gate.require_edge_healthy, gate.approval):
             return None  # an open gate: the wave's last result promotes (or will)
-        first = in_wave[0]
-        assert first is not None
-        if sent:
-            # Promoted, but not every region got it (a publish cut short, or requests
-            # still in flight): the gate was passed; what is left is to send the rest.
+        if any(records[name].find(first.release_id) or records[name].find(newest.release_id) for name in sent):
+            # Promoted (a region of the next wave recorded the very release), but not every
+            # region got it: a publish cut short, or requests still in flight. The gate was
+            # passed; what is left is to send the rest. (A region that only runs the same
+            # image, by a deploy of its own, passes no gate: the gate still holds then.)
             return Promotion(app.name, first, wave, following, (), None, promoted_to=sent)
         soaking = tuple(
             r.name

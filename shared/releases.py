@@ -149,13 +149,18 @@ class ReleaseRecord(BaseModel):
         several releases, of which each region records the first it saw). An older
         release of the same image does not: after v1, v2 and v1 again, the first v1 is
         not the third."""
-        return self.find(release_id) or next(
-            (
-                r
-                for r in self.history
-                if r.image == image and r.kind == "deploy" and not r.rollback_of and r.claim_order >= order
-            ),
-            None,
+        return (
+            self.find(release_id)
+            # Confirmed by the push itself, whatever it is (a rollback to that same image too).
+            or next((r for r in self.history if r.confirmed_by == release_id), None)
+            or next(
+                (
+                    r
+                    for r in self.history
+                    if r.image == image and r.kind == "deploy" and not r.rollback_of and r.claim_order >= order
+                ),
+                None,
+            )
         )
 
     def with_release(self, release: Release, limit: int) -> ReleaseRecord:

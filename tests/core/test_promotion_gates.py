@@ -137,6 +137,33 @@ def test_an_older_release_of_the_same_image_is_not_the_new_one() -> None:
     assert (promotion.release.release_id, promotion.holds, promotion.promoted_to) == ("r3", (Hold.APPROVAL,), ())
 
 
+def test_the_same_image_deployed_by_hand_to_a_next_wave_region_passes_no_gate() -> None:
+    """r1 waits for approval; someone deploys the same digest to Asia alone (r5, a deploy
+    to named regions), then the digest is pushed again under a new tag (r7, confirmed in
+    Europe). Asia runs the image, but nobody promoted r1: the approval still holds it."""
+    config = gated(approval="manual")
+    r1 = R1.model_copy(update={"confirmed_by": "r7", "confirmed_at": at(7)})
+    by_hand = release("r5", ref("v1"), issued_at=at(5)).model_copy(update={"follow_waves": False})
+
+    promotion = pending_promotion(config, config.app("shop"), at_region(eu=record(r1), asia=record(by_hand)))
+
+    assert promotion is not None and promotion.holds == (Hold.APPROVAL,)
+
+
+def test_a_region_whose_rollback_was_confirmed_by_the_push_has_it() -> None:
+    """US rolled r0 back to v1; the fix-forward push r1 is that same v1, promoted: Asia
+    applies it, US confirms it on its rollback entry. Nothing is left to send."""
+    config = gated(approval="manual")
+    r1 = release("r1", ref("v1"), issued_at=at(20))
+    failed = release("r0", ref("v2"), status="failed", issued_at=at(10))
+    rolled_back = release("r0-rb", ref("v1"), kind="rollback", rollback_of="r0", issued_at=at(10))
+    rolled_back = rolled_back.model_copy(update={"confirmed_by": "r1", "confirmed_at": at(20)})
+
+    records = at_region(eu=record(r1), us=record(rolled_back, failed), asia=record(r1))
+
+    assert pending_promotion(config, config.app("shop"), records) is None
+
+
 def test_a_region_already_running_the_image_stands_for_the_push_that_confirmed_it() -> None:
     """The same digest pushed again where it already runs is confirmed, not re-applied:
     that entry stands for the new push; an unconfirmed older one does not."""
