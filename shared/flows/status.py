@@ -143,8 +143,8 @@ def waiting_at_gates(
     """The release of `app` held at a gate, as the regions' records say (only when every
     region was read: one not read may hold a newer release), with Cloudflare's verdict
     from `pools` when the gate asks for it (None: the app is not the one it steers).
-    No verdict (Cloudflare not read: `pools_error`, or no health report for a pool) is
-    worded as such, as `geodeploy status` words it, not as an unhealthy pool."""
+    Cloudflare not read at all (`pools_error`) is worded as such, as `geodeploy status`
+    words it, not as unhealthy pools; a pool without a verdict is not a healthy one."""
     if len(snapshots) != len(config.regions) or not all(s.reachable for s in snapshots):
         return []
     by_region = {p.region: p for p in pools or []}
@@ -153,11 +153,7 @@ def waiting_at_gates(
         if pools_error is not None:
             raise TransientError(pools_error)
         pool = by_region.get(region.name)
-        if pool is None or not pool.exists:
-            return False  # no pool is no healthy one
-        if pool.healthy is None:
-            raise TransientError(f"no health report for pool {pool.pool}")
-        return pool.healthy
+        return pool is not None and pool.healthy is True  # no verdict is not a healthy one
 
     records = {s.region.name: s.record for s in snapshots}
     promotion = waiting_promotion(config, app, records, edge if pools is not None or pools_error else None)

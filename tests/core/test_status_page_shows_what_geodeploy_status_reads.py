@@ -208,7 +208,7 @@ def test_cloudflare_not_read_is_no_verdict_not_an_unhealthy_pool():
 
     assert down.gate == "manual approval, Cloudflare's health check"
     assert down.detail == "Cloudflare: Cloudflare answered 503"
-    assert unjudged.detail == "Cloudflare: no health report for pool shop-europe-west1"
+    assert unjudged.detail == "Cloudflare calls shop-europe-west1 unhealthy"  # as the CLI words it
 
 
 def test_no_gate_is_claimed_while_a_region_is_not_read():
