@@ -11,8 +11,10 @@ waits for it.
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
 
 from shared.adapters.webhooks import Delivery, Failure
@@ -64,25 +66,43 @@ def send_notifications(
 
     # The call's own deadline: a receiver that trickles its answer a byte at a time
     # never trips a read timeout, and more pairs than workers queue behind the slow ones.
-    # What has not ended by then is given up (logged) and left behind, not waited for.
-    pool = ThreadPoolExecutor(max_workers=min(len(routed), _MAX_PARALLEL_POSTS))
-    futures = [pool.submit(deliver, pair) for pair in routed]
-    done, late = wait(futures, timeout=deadline_seconds)
-    pool.shutdown(wait=False, cancel_futures=True)
-    for future, (notification, webhook) in zip(futures, routed, strict=True):
-        if future in late:
-            log.warning(
-                "notification_failed",
-                reason=Failure.TIMEOUT,
-                webhook=webhook.name,
-                kind=notification.kind.value,
-                status=notification.status.value,
-                app=notification.app,
-                region=notification.region,
-                delivery_id=delivery_id(webhook, notification),
-                detail=f"not delivered within the call's {deadline_seconds:.0f} s: given up",
-            )
-    return [future.result() if future in done else None for future in futures]
+    # What has not ended by then is given up (logged) and left behind on daemon threads,
+    # which neither the call nor the process's exit waits for.
+    outcomes: list[Delivery | None] = [None] * len(routed)
+    ended = [threading.Event() for _ in routed]
+    queued: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for i in range(len(routed)):
+        queued.put(i)
+    end = time.monotonic() + deadline_seconds
+
+    def work() -> None:
+        while time.monotonic() < end:
+            try:
+                i = queued.get_nowait()
+            except queue.Empty:
+                return
+            outcomes[i] = deliver(routed[i])
+            ended[i].set()
+
+    for _ in range(min(len(routed), _MAX_PARALLEL_POSTS)):
+        threading.Thread(target=work, name="notify-post", daemon=True).start()
+    for event in ended:
+        event.wait(max(end - time.monotonic(), 0))
+    late = {i for i, event in enumerate(ended) if not event.is_set()}
+    for i in sorted(late):
+        notification, webhook = routed[i]
+        log.warning(
+            "notification_failed",
+            reason=Failure.TIMEOUT,
+            webhook=webhook.name,
+            kind=notification.kind.value,
+            status=notification.status.value,
+            app=notification.app,
+            region=notification.region,
+            delivery_id=delivery_id(webhook, notification),
+            detail=f"not delivered within the call's {deadline_seconds:.0f} s: given up",
+        )
+    return [None if i in late else outcome for i, outcome in enumerate(outcomes)]
 
 
 def _deliver(
