@@ -19,7 +19,7 @@ from shared.adapters.pubsub import Publisher
 from shared.adapters.release_store import ReleaseStore
 from shared.config import App, Config, Region
 from shared.contracts import ImageRef
-from shared.errors import ClusterUnreachable, GeodeployError
+from shared.errors import ClusterUnreachable, GeodeployError, TransientError
 from shared.flows.regions import each_region
 from shared.flows.requests import send_deploy_requests
 from shared.gates import Hold, Promotion, pending_promotion
@@ -108,8 +108,16 @@ def waiting_promotion(
     if not asks_cloudflare or promotion.soaking or promotion.promoted_to:
         return promotion
     assert edge is not None
+    wave = config.regions_in_wave(promotion.wave)
+
+    def no_verdict(region: Region, deadline: float) -> bool:
+        raise TransientError(f"no verdict on {region.cloudflare.pool} within {deadline:.0f} s")
+
     try:
-        unhealthy = [r.cloudflare.pool for r in config.regions_in_wave(promotion.wave) if not edge(r)]
+        # Every pool at once, under the regions' deadline: a Cloudflare that answers
+        # slowly costs one deadline, not one per pool.
+        verdicts = each_region(wave, edge, timed_out=no_verdict, deadline=config.region_deadline_seconds)
+        unhealthy = [r.cloudflare.pool for r, healthy in zip(wave, verdicts, strict=True) if not healthy]
     except GeodeployError as e:  # no verdict is not a healthy one; the next tick asks again
         return replace(promotion, holds=(*promotion.holds, Hold.EDGE), edge_detail=f"Cloudflare: {e}")
     if not unhealthy:

@@ -4,14 +4,15 @@ release records (shared.gates), and the config refuses a gate that could never w
 from __future__ import annotations
 
 import re
+import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from shared.config import Config
+from shared.config import Config, Region
 from shared.errors import ConfigError
-from shared.flows.promotion import OperatorApproval
+from shared.flows.promotion import OperatorApproval, waiting_promotion
 from shared.gates import Hold, pending_promotion
 from shared.releases import Release, ReleaseRecord
 from tests.core.builders import at, build_config, config_data, record, ref, release
@@ -214,3 +215,25 @@ def test_a_soak_that_fits_the_deliveries_loads() -> None:
     assert (gate.soak_seconds, gate.require_edge_healthy) == (600, True)
     assert config.gate_after(2).soak_seconds == 0  # no gate: an open one
     assert timedelta(seconds=gate.soak_seconds) < timedelta(hours=1)
+
+
+def test_a_cloudflare_that_does_not_answer_holds_the_gate_for_one_deadline_and_says_so() -> None:
+    """Cloudflare's verdict is asked for every pool of the wave at once, under the
+    regions' deadline: one that never comes holds the gate, named, and the call ends."""
+    data = config_data(waves=True)
+    data["gates"] = [{"wave": 1, "require_edge_healthy": True}]
+    data["region_deadline_seconds"] = 1
+    config = build_config(data)
+    answered = threading.Event()
+
+    def silent(region: Region) -> bool:
+        answered.wait(30)  # a Cloudflare that keeps the connection and never answers
+        return True
+
+    try:
+        promotion = waiting_promotion(config, config.app("shop"), at_region(eu=record(R1)), silent)
+    finally:
+        answered.set()
+
+    assert promotion is not None and promotion.holds == (Hold.EDGE,)
+    assert promotion.edge_detail == "Cloudflare: no verdict on shop-europe-west1 within 1 s"
