@@ -91,18 +91,24 @@ def send_notifications(
     late = {i for i, event in enumerate(ended) if not event.is_set()}
     for i in sorted(late):
         notification, webhook = routed[i]
-        log.warning(
+        log.bind(**_fields_of(notification, webhook)).warning(
             "notification_failed",
             reason=Failure.TIMEOUT,
-            webhook=webhook.name,
-            kind=notification.kind.value,
-            status=notification.status.value,
-            app=notification.app,
-            region=notification.region,
-            delivery_id=delivery_id(webhook, notification),
             detail=f"not delivered within the call's {deadline_seconds:.0f} s: given up",
         )
     return [None if i in late else outcome for i, outcome in enumerate(outcomes)]
+
+
+def _fields_of(notification: Notification, webhook: Webhook) -> dict[str, str | None]:
+    """What every log line about one notification to one webhook names."""
+    return {
+        "webhook": webhook.name,
+        "kind": notification.kind.value,
+        "status": notification.status.value,
+        "app": notification.app,
+        "region": notification.region,
+        "delivery_id": delivery_id(webhook, notification),
+    }
 
 
 def _deliver(
@@ -115,14 +121,7 @@ def _deliver(
     now: Callable[[], datetime],
     log: BoundLogger,
 ) -> Delivery | None:
-    log = log.bind(
-        webhook=webhook.name,
-        kind=notification.kind.value,
-        status=notification.status.value,
-        app=notification.app,
-        region=notification.region,
-        delivery_id=delivery_id(webhook, notification),
-    )
+    log = log.bind(**_fields_of(notification, webhook))
     # Secrets first, on their own: their errors name the secret, never its value.
     try:
         url = read_secret(webhook.url_secret)

@@ -143,28 +143,31 @@ def _logged(caplog: pytest.LogCaptureFixture, event: str) -> list[dict[str, Any]
     return [r.fields for r in caplog.records if getattr(r, "fields", {}).get("event") == event]
 
 
+def _notify_over_http(config: Any, urls: dict[str, str], **options: Any) -> list[Delivery | None]:
+    """A failed deploy's result, posted for real to `urls` (by secret name), with no
+    backoff sleeps and half-second timeouts."""
+
+    def post(url: str, body: bytes, headers: Any) -> Delivery:
+        return post_webhook(url, body, headers, sleep=lambda _: None, timeout=(0.5, 0.5))
+
+    return send_notifications(
+        config,
+        _result_message(config),
+        read_secret=lambda name: "k" * 64 if name == "audit-key" else urls[name],
+        post=post,
+        now=lambda: datetime.now(UTC),
+        log=get_logger("notify"),
+        **options,
+    )
+
+
 def test_one_failing_webhook_is_logged_and_the_other_still_told(receiver, caplog):
     config = _config()
     receiver.answers = [200]
     urls = {"chat-url": f"{receiver.url}/{SECRET_URL_TOKEN}", "audit-url": "http://127.0.0.1:9/closed"}
 
-    def read_secret(name: str) -> str:
-        if name == "audit-key":
-            return "k" * 64
-        return urls[name]
-
-    def post(url: str, body: bytes, headers: Any) -> Delivery:
-        return post_webhook(url, body, headers, sleep=lambda _: None, timeout=(0.5, 0.5))
-
     with caplog.at_level(logging.INFO, logger="geodeploy"):
-        outcomes = send_notifications(
-            config,
-            _result_message(config),
-            read_secret=read_secret,
-            post=post,
-            now=lambda: datetime.now(UTC),
-            log=get_logger("notify"),
-        )
+        outcomes = _notify_over_http(config, urls)
     assert sorted(o.delivered for o in outcomes if o is not None) == [False, True]
     [delivered] = _logged(caplog, "notification_delivered")
     [failed] = _logged(caplog, "notification_failed")
@@ -240,20 +243,11 @@ def test_a_receiver_that_trickles_its_answer_is_given_up_at_the_calls_deadline(r
     receiver.trickle = True
     urls = {"chat-url": f"{receiver.url}/trickle", "audit-url": "http://127.0.0.1:9/closed"}
 
-    def post(url: str, body: bytes, headers: Any) -> Delivery:
-        return post_webhook(url, body, headers, sleep=lambda _: None, timeout=(0.5, 0.5))
-
-    with caplog.at_level(logging.INFO, logger="geodeploy"):
-        outcomes = send_notifications(
-            config,
-            _result_message(config),
-            read_secret=lambda name: "k" * 64 if name == "audit-key" else urls[name],
-            post=post,
-            now=lambda: datetime.now(UTC),
-            log=get_logger("notify"),
-            deadline_seconds=2,
-        )
-    receiver.trickle = False
+    try:
+        with caplog.at_level(logging.INFO, logger="geodeploy"):
+            outcomes = _notify_over_http(config, urls, deadline_seconds=2)
+    finally:
+        receiver.trickle = False  # the receiver's thread ends, and the post left behind with it
     chat, audit = outcomes
     assert chat is None and audit is not None and audit.failure == Failure.UNREACHABLE
     failed = {f["webhook"]: f for f in _logged(caplog, "notification_failed")}
